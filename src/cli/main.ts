@@ -1,0 +1,295 @@
+import { parseArgs } from 'node:util'
+import { backup } from '../commands/backup.js'
+import { check } from '../commands/check.js'
+import { init } from '../commands/init.js'
+import { generateKeys } from '../commands/keys.js'
+import { restore } from '../commands/restore.js'
+import { listSnapshots } from '../commands/snapshots.js'
+import { loadConfig } from '../config/config.js'
+import { ConfigError, KluisError } from '../core/errors.js'
+import { formatBytes, formatDuration, formatTime, textTable } from '../core/format.js'
+import type { Reporter } from '../core/reporter.js'
+
+export interface CliIO {
+  stdout: (text: string) => void
+  stderr: (text: string) => void
+}
+
+const usage = `Usage: kluis <command> [options]
+
+Commands:
+  keys generate --out DIR [--rsa] [--force]   create reader and writer key pairs
+  init                                        create the repository named in the configuration
+  backup [--source NAME]... [--json]          back up the configured sources
+  snapshots [--json]                          list snapshots
+  restore --target DIR [--snapshot ID | --at TIME] [--source NAME]... [--key FILE] [--force] [--json]
+  check [--read-data --key FILE] [--json]     verify the repository
+
+Common options:
+  --config FILE   configuration file (default: kluis.yml)
+  --json          print the result as JSON on stdout
+  -h, --help      show this help
+  --version       print the version
+
+The reader's private key comes from --key FILE or KLUIS_READER_KEY (armored), with
+KLUIS_READER_PASSPHRASE when it has one. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.`
+
+const options = {
+  config: { type: 'string', default: 'kluis.yml' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', default: false },
+  source: { type: 'string', multiple: true },
+  snapshot: { type: 'string' },
+  at: { type: 'string' },
+  target: { type: 'string' },
+  key: { type: 'string' },
+  force: { type: 'boolean', default: false },
+  'read-data': { type: 'boolean', default: false },
+  out: { type: 'string' },
+  rsa: { type: 'boolean', default: false },
+  name: { type: 'string' },
+  host: { type: 'string' },
+  time: { type: 'string' },
+} as const
+
+type Values = ReturnType<
+  typeof parseArgs<{ options: typeof options; allowPositionals: true }>
+>['values']
+
+/** Runs one CLI invocation; returns the exit code. Errors are printed, never thrown. */
+export async function main(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  io: CliIO,
+  version: string,
+): Promise<number> {
+  try {
+    let parsed: { values: Values; positionals: string[] }
+    try {
+      parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true })
+    } catch (error) {
+      throw new ConfigError(
+        (error as Error).message.split('\n')[0] ?? 'bad arguments',
+        'see `kluis --help`',
+      )
+    }
+    const { values, positionals } = parsed
+    if (values.version) {
+      io.stdout(`kluis ${version}\n`)
+      return 0
+    }
+    const [command, ...rest] = positionals
+    if (values.help || !command) {
+      io.stdout(`${usage}\n`)
+      return command || values.help ? 0 : 2
+    }
+    const reporter = cliReporter(io, env)
+    await runCommand(command, rest, values, reporter, env, io)
+    return 0
+  } catch (error) {
+    return reportError(error, io, env)
+  }
+}
+
+async function runCommand(
+  command: string,
+  rest: string[],
+  values: Values,
+  reporter: Reporter,
+  env: NodeJS.ProcessEnv,
+  io: CliIO,
+): Promise<void> {
+  const print = (json: unknown, text: () => string) =>
+    io.stdout(values.json ? `${JSON.stringify(json, null, 2)}\n` : `${text()}\n`)
+  if (command === 'keys') return keysCommand(rest, values, env, print)
+  if (rest.length > 0)
+    throw new ConfigError(`unexpected argument '${rest[0]}'`, 'see `kluis --help`')
+  const config = await loadConfigFor(command, values.config, env)
+  switch (command) {
+    case 'init': {
+      const result = await init(config, reporter, env)
+      return print(result, () =>
+        result.created
+          ? `created repository at ${result.repository}`
+          : `repository at ${result.repository} is ready`,
+      )
+    }
+    case 'backup': {
+      const result = await backup(
+        config,
+        {
+          ...(values.source ? { sources: values.source } : {}),
+          ...(values.host ? { host: values.host } : {}),
+          ...(values.time ? { time: parseTime(values.time, '--time') } : {}),
+        },
+        reporter,
+        env,
+      )
+      return print(result, () => {
+        const rows = result.sources.map((s) => [
+          s.name,
+          s.type,
+          formatBytes(s.size),
+          `${s.newChunks} of ${s.chunks}`,
+          formatBytes(s.storedAdded),
+        ])
+        return [
+          textTable(['Source', 'Type', 'Size', 'New chunks', 'Stored'], rows),
+          '',
+          `snapshot ${result.snapshotId.slice(0, 8)} saved (${result.snapshotId})`,
+          `added to the repository: ${formatBytes(result.bytesAdded)} (${formatBytes(result.dataAdded)} of new data) ` +
+            `for ${formatBytes(result.bytesTotal)} processed in ${formatDuration(result.durationSeconds)}`,
+        ].join('\n')
+      })
+    }
+    case 'snapshots': {
+      const snapshots = await listSnapshots(config, reporter)
+      return print(snapshots, () =>
+        snapshots.length === 0
+          ? 'no snapshots'
+          : `${textTable(
+              ['ID', 'Time (UTC)', 'Host', 'Sources', 'Size'],
+              snapshots.map((s) => [
+                s.id.slice(0, 8),
+                formatTime(s.time),
+                s.host,
+                s.sources.map((source) => source.name).join(', '),
+                formatBytes(s.size),
+              ]),
+            )}\n${snapshots.length} snapshot(s)`,
+      )
+    }
+    case 'restore': {
+      if (!values.target) throw new ConfigError('restore needs --target DIR', 'see `kluis --help`')
+      if (values.snapshot && values.at) throw new ConfigError('give --snapshot or --at, not both')
+      const result = await restore(
+        config,
+        {
+          target: values.target,
+          force: values.force,
+          ...(values.key ? { keyPath: values.key } : {}),
+          ...(values.snapshot ? { snapshot: values.snapshot } : {}),
+          ...(values.at ? { at: parseTime(values.at, '--at') } : {}),
+          ...(values.source ? { sources: values.source } : {}),
+        },
+        reporter,
+        env,
+      )
+      return print(result, () =>
+        [
+          `restored snapshot ${result.snapshotId.slice(0, 8)} of ${formatTime(result.time)} to ${result.target}`,
+          ...result.sources.map((s) => `  ${s.name}: ${s.description} → ${s.path}`),
+          `verified and restored in ${formatDuration(result.durationSeconds)}`,
+        ].join('\n'),
+      )
+    }
+    case 'check': {
+      if (values.key && !values['read-data'])
+        throw new ConfigError('--key is only used with --read-data')
+      const result = await check(
+        config,
+        { readData: values['read-data'], ...(values.key ? { keyPath: values.key } : {}) },
+        reporter,
+        env,
+      )
+      print(result, () =>
+        [
+          ...result.problems.map((p) => `error: ${p}`),
+          `${result.snapshots} snapshot(s), ${result.chunksReferenced} chunk(s) referenced` +
+            (values['read-data'] ? `, ${result.chunksRead} read and verified` : ''),
+          result.problems.length === 0
+            ? 'no problems found'
+            : `${result.problems.length} problem(s) found`,
+        ].join('\n'),
+      )
+      if (result.problems.length > 0) throw new CheckFailed(result.problems.length)
+      return
+    }
+    default:
+      throw new ConfigError(`unknown command '${command}'`, 'see `kluis --help`')
+  }
+}
+
+async function keysCommand(
+  rest: string[],
+  values: Values,
+  env: NodeJS.ProcessEnv,
+  print: (json: unknown, text: () => string) => void,
+): Promise<void> {
+  if (rest[0] !== 'generate' || rest.length > 1) {
+    throw new ConfigError(
+      `unknown keys command '${rest.join(' ')}'`,
+      'use `kluis keys generate --out DIR`',
+    )
+  }
+  if (!values.out) throw new ConfigError('keys generate needs --out DIR')
+  const result = await generateKeys({
+    out: values.out,
+    kind: values.rsa ? 'rsa' : 'ecc',
+    force: values.force,
+    ...(values.name ? { name: values.name } : {}),
+    ...(env.KLUIS_READER_PASSPHRASE ? { readerPassphrase: env.KLUIS_READER_PASSPHRASE } : {}),
+  })
+  print(result, () =>
+    [
+      `reader key ${result.reader.fingerprint}`,
+      `  public:  ${result.reader.public}   (list it in keys.readers)`,
+      `  private: ${result.reader.private}   (keep it off CI; it decrypts backups)`,
+      `writer key ${result.writer.fingerprint}`,
+      `  public:  ${result.writer.public}   (keys.writer-public: restore trusts only this signer)`,
+      `  private: ${result.writer.private}   (keys.writer, or the KLUIS_WRITER_KEY secret in CI)`,
+    ].join('\n'),
+  )
+}
+
+async function loadConfigFor(command: string, file: string, env: NodeJS.ProcessEnv) {
+  if (!['init', 'backup', 'snapshots', 'restore', 'check'].includes(command)) {
+    throw new ConfigError(`unknown command '${command}'`, 'see `kluis --help`')
+  }
+  return loadConfig(file, env)
+}
+
+function parseTime(text: string, option: string): Date {
+  const time = Date.parse(text)
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(time)) {
+    throw new ConfigError(
+      `${option} '${text}' is not a time`,
+      'use ISO 8601, e.g. 2026-11-20T10:00:00Z',
+    )
+  }
+  return new Date(time)
+}
+
+class CheckFailed extends KluisError {
+  readonly exitCode = 1
+  constructor(count: number) {
+    super(`check found ${count} problem(s)`)
+  }
+}
+
+function cliReporter(io: CliIO, env: NodeJS.ProcessEnv): Reporter {
+  return {
+    info: (message) => io.stderr(`${message}\n`),
+    warn: (message) => io.stderr(`warning: ${message}\n`),
+    debug: (message) => {
+      if (env.KLUIS_DEBUG) io.stderr(`debug: ${message}\n`)
+    },
+  }
+}
+
+function reportError(error: unknown, io: CliIO, env: NodeJS.ProcessEnv): number {
+  if (error instanceof KluisError) {
+    io.stderr(`kluis: ${error.message}\n`)
+    if (error.hint) io.stderr(`  hint: ${error.hint}\n`)
+    return error.exitCode
+  }
+  const message = error instanceof Error ? error.message : String(error)
+  io.stderr(`kluis: unexpected error: ${message}\n`)
+  if (env.KLUIS_DEBUG && error instanceof Error && error.stack) io.stderr(`${error.stack}\n`)
+  else
+    io.stderr(
+      '  hint: this is a bug in kluis; run again with KLUIS_DEBUG=1 and report the output\n',
+    )
+  return 1
+}

@@ -1,0 +1,24 @@
+import type { KluisConfig, SourceConfig } from '../config/config.js'
+import { ConfigError } from '../core/errors.js'
+import { Repository } from '../repository/repository.js'
+import { openStorage } from '../storage/open.js'
+
+export async function openRepository(config: KluisConfig): Promise<Repository> {
+  return Repository.open(openStorage(config.repository, config.baseDirectory))
+}
+
+/** The configured sources named by --source (all when none are named). */
+export function selectSources(
+  sources: SourceConfig[],
+  names: string[] | undefined,
+): SourceConfig[] {
+  if (!names || names.length === 0) return sources
+  const unknown = names.filter((name) => !sources.some((source) => source.name === name))
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `no source named ${unknown.map((n) => `'${n}'`).join(', ')} in the configuration`,
+      `configured sources: ${sources.map((s) => s.name).join(', ')}`,
+    )
+  }
+  return sources.filter((source) => names.includes(source.name))
+}

@@ -1,0 +1,153 @@
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import type { KluisConfig } from '../config/config.js'
+import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-material.js'
+import { ConfigError, IntegrityError, RefusedError } from '../core/errors.js'
+import type { Reporter } from '../core/reporter.js'
+import { ChunkOpener } from '../crypto/chunk-cipher.js'
+import { readStream } from '../repository/stream-reader.js'
+import { driverFor } from '../sources/drivers.js'
+import type { SourceContext, SourceStream } from '../sources/source.js'
+import { openRepository } from './common.js'
+import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
+
+export interface RestoreOptions extends SnapshotChoice {
+  target: string
+  force?: boolean
+  keyPath?: string
+}
+
+export interface RestoreResult {
+  snapshotId: string
+  time: string
+  target: string
+  sources: Array<{ name: string; type: string; path: string; size: number; description: string }>
+  durationSeconds: number
+}
+
+/**
+ * Restores the chosen snapshot's sources into `target/<source name>`. Everything is first
+ * written to a staging folder beside the target and checked (signatures, chunk HMACs, stream
+ * SHA-256, the source's own checks); only then is it moved into the target. A failure leaves
+ * the target as it was.
+ */
+export async function restore(
+  config: KluisConfig,
+  options: RestoreOptions,
+  reporter: Reporter,
+  env: NodeJS.ProcessEnv,
+): Promise<RestoreResult> {
+  const started = performance.now()
+  const target = resolve(options.target)
+  const writer = await loadWriterPublicKey(config)
+  const readerKey = await loadReaderPrivateKey(options.keyPath, env)
+  const repository = await openRepository(config)
+  const index = await selectSnapshot(repository, writer, options)
+  const wanted = options.sources?.length ? options.sources : index.sources.map((s) => s.name)
+  const missing = wanted.filter((name) => !index.sources.some((s) => s.name === name))
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `snapshot ${index.id.slice(0, 8)} has no source ${missing.join(', ')}`,
+      `it holds: ${index.sources.map((s) => s.name).join(', ')}`,
+    )
+  }
+  await refuseNonEmpty(target, options.force ?? false)
+
+  const manifest = await repository.readManifest(index, [readerKey], writer)
+  const opener = new ChunkOpener([readerKey])
+  const dedupKeys = new Map<string, Buffer>()
+  const context: SourceContext = {
+    reporter,
+    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
+    resolvePath: (path) => resolve(config.baseDirectory, path),
+  }
+  await mkdir(dirname(target), { recursive: true })
+  const staging = await mkdtemp(join(dirname(target), '.kluis-restore-'))
+  try {
+    const restored: RestoreResult['sources'] = []
+    for (const source of index.sources.filter((s) => wanted.includes(s.name))) {
+      const facts = manifest.sources.find((s) => s.name === source.name)
+      if (!facts)
+        throw new IntegrityError(
+          `snapshots/${index.id}.manifest.pgp`,
+          `has no entry for source ${source.name}`,
+        )
+      let dedupKey = dedupKeys.get(source.group)
+      if (!dedupKey) {
+        dedupKey = await repository.dedupKey(source.group, [readerKey], writer)
+        dedupKeys.set(source.group, dedupKey)
+      }
+      const streams: SourceStream[] = source.streams.map((stream) => {
+        const expected = facts.streams.find((s) => s.name === stream.name)
+        if (!expected) {
+          throw new IntegrityError(
+            `snapshots/${index.id}.manifest.pgp`,
+            `has no stream ${source.name}/${stream.name}`,
+          )
+        }
+        const label = `snapshot ${index.id.slice(0, 8)} source ${source.name} stream ${stream.name}`
+        return {
+          name: stream.name,
+          data: readStream(repository, opener, dedupKey, stream, expected, label),
+        }
+      })
+      reporter.info(`restoring ${source.type} source '${source.name}'`)
+      const directory = join(staging, source.name)
+      await mkdir(directory)
+      const summary = await driverFor(source.type as never).restore(
+        streams,
+        directory,
+        facts.facts,
+        context,
+      )
+      restored.push({
+        name: source.name,
+        type: source.type,
+        path: join(target, source.name),
+        size: source.streams.reduce((sum, s) => sum + s.size, 0),
+        description: summary.description,
+      })
+    }
+    await moveIntoPlace(
+      staging,
+      target,
+      restored.map((s) => s.name),
+    )
+    return {
+      snapshotId: index.id,
+      time: index.time,
+      target,
+      sources: restored,
+      durationSeconds: (performance.now() - started) / 1000,
+    }
+  } finally {
+    await rm(staging, { recursive: true, force: true })
+  }
+}
+
+async function refuseNonEmpty(target: string, force: boolean): Promise<void> {
+  const info = await stat(target).catch(() => undefined)
+  if (!info) return
+  if (!info.isDirectory())
+    throw new RefusedError(`restore target ${target} exists and is not a directory`)
+  if (!force && (await readdir(target)).length > 0) {
+    throw new RefusedError(
+      `restore target ${target} is not empty`,
+      'choose an empty or new directory, or pass --force to replace the restored sources in it',
+    )
+  }
+}
+
+/** Moves verified sources from staging into the target, replacing same-named ones (--force). */
+async function moveIntoPlace(staging: string, target: string, names: string[]): Promise<void> {
+  await mkdir(target, { recursive: true })
+  for (const name of names) {
+    const destination = join(target, name)
+    if (await stat(destination).catch(() => undefined)) {
+      const old = join(staging, `.replaced-${name}`)
+      await rename(destination, old)
+    }
+    await rename(join(staging, name), destination)
+  }
+}

@@ -1,0 +1,210 @@
+import { readFile } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import { z } from 'zod'
+import { ConfigError } from '../core/errors.js'
+
+/**
+ * The user's configuration (kluis.yml). `${VAR}` in any string value is replaced from the
+ * environment after the YAML is parsed, so a multi-line secret cannot change the YAML's shape.
+ * A variable that is unset is an error when the value is used, not before: a restore on a
+ * laptop must not need the backup job's writer key.
+ */
+
+const sourceName = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+    'use letters, digits, ".", "_" and "-" (no spaces or slashes)',
+  )
+
+const group = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lowercase letters, digits, "_" and "-"')
+
+const sourceSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    name: sourceName,
+    type: z.literal('sqlite'),
+    path: z.string().min(1),
+    group: group.optional(),
+  }),
+  z.strictObject({
+    name: sourceName,
+    type: z.literal('files'),
+    path: z.string().min(1),
+    exclude: z.array(z.string()).default([]),
+    group: group.optional(),
+  }),
+])
+
+const configSchema = z.strictObject({
+  repository: z.string().min(1),
+  keys: z.strictObject({
+    readers: z.array(z.string()).min(1, 'name at least one reader public key'),
+    writer: z.string().optional(),
+    'writer-public': z.string().min(1),
+    groups: z.record(group, z.strictObject({ readers: z.array(z.string()).min(1) })).optional(),
+  }),
+  sources: z.array(sourceSchema).min(1, 'configure at least one source'),
+  compression: z.strictObject({ level: z.number().int().min(1).max(19) }).optional(),
+})
+
+export type SourceConfig = z.infer<typeof sourceSchema>
+
+export interface KluisConfig {
+  /** The configuration file; relative paths in it are relative to its folder. */
+  file: string
+  baseDirectory: string
+  repository: string
+  keys: {
+    /** Reader public keys per key group; 'default' holds keys.readers. */
+    readers: Map<string, string[]>
+    writer: string | undefined
+    writerPublic: string
+  }
+  sources: SourceConfig[]
+  compressionLevel: number
+  /** Config paths whose `${VAR}` was unset, with the variable's name. */
+  unset: Map<string, string>
+}
+
+export const DEFAULT_GROUP = 'default'
+
+export async function loadConfig(
+  file: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<KluisConfig> {
+  const path = resolve(file)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    throw new ConfigError(
+      code === 'ENOENT'
+        ? `configuration file ${file} does not exist`
+        : `cannot read ${file}: ${code}`,
+      'pass --config PATH (default kluis.yml in the current directory)',
+    )
+  }
+  return parseConfig(text, path, env)
+}
+
+export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv): KluisConfig {
+  let raw: unknown
+  try {
+    raw = parseYaml(text)
+  } catch (error) {
+    const detail = error instanceof Error ? error.message.split('\n')[0] : String(error)
+    throw new ConfigError(`${path} is not valid YAML: ${detail}`)
+  }
+  const unset = new Map<string, string>()
+  const substituted = substitute(raw, '', env, unset)
+  const parsed = configSchema.safeParse(substituted)
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]
+    const where = issue?.path.join('.') || '(top level)'
+    const variable = unset.get(where)
+    if (variable) throw unsetVariable(variable, where)
+    throw new ConfigError(
+      `${path}: ${where}: ${issue?.message ?? 'invalid'}`,
+      'see README.md for the configuration format',
+    )
+  }
+  const config = parsed.data
+  for (const [where, variable] of unset) {
+    if (where !== 'keys.writer') throw unsetVariable(variable, where)
+  }
+  const names = new Set<string>()
+  for (const source of config.sources) {
+    if (names.has(source.name))
+      throw new ConfigError(`${path}: two sources are named '${source.name}'`)
+    names.add(source.name)
+  }
+  const readers = new Map<string, string[]>([[DEFAULT_GROUP, config.keys.readers]])
+  for (const [name, groupConfig] of Object.entries(config.keys.groups ?? {})) {
+    readers.set(name, groupConfig.readers)
+  }
+  for (const source of config.sources) {
+    if (source.group && !readers.has(source.group)) {
+      throw new ConfigError(
+        `${path}: source '${source.name}' names key group '${source.group}', which keys.groups does not define`,
+      )
+    }
+  }
+  return {
+    file: path,
+    baseDirectory: dirname(path),
+    repository: config.repository,
+    keys: {
+      readers,
+      writer: config.keys.writer || undefined,
+      writerPublic: config.keys['writer-public'],
+    },
+    sources: config.sources,
+    compressionLevel: config.compression?.level ?? 3,
+    unset,
+  }
+}
+
+function substitute(
+  value: unknown,
+  where: string,
+  env: NodeJS.ProcessEnv,
+  unset: Map<string, string>,
+): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const replacement = env[name]
+      if (replacement === undefined || replacement === '') {
+        unset.set(where, name)
+        return ''
+      }
+      return replacement
+    })
+  }
+  if (Array.isArray(value))
+    return value.map((item, i) => substitute(item, join(where, i), env, unset))
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [
+        key,
+        substitute(item, join(where, key), env, unset),
+      ]),
+    )
+  }
+  return value
+}
+
+function join(where: string, key: string | number): string {
+  return where ? `${where}.${key}` : String(key)
+}
+
+function unsetVariable(variable: string, where: string): ConfigError {
+  return new ConfigError(
+    `environment variable ${variable} is not set (used in ${where})`,
+    `set ${variable}, or change ${where} in the configuration`,
+  )
+}
+
+/** The writer key text; an error naming the fix when it is not configured. */
+export function requireWriterKey(config: KluisConfig): string {
+  const variable = config.unset.get('keys.writer')
+  if (variable) throw unsetVariable(variable, 'keys.writer')
+  if (!config.keys.writer) {
+    throw new ConfigError(
+      'keys.writer is not set: backups are signed with the writer private key',
+      'set keys.writer to the key file, or to $' + '{KLUIS_WRITER_KEY} in CI',
+    )
+  }
+  return config.keys.writer
+}
+
+export function sourceGroup(source: SourceConfig): string {
+  return source.group ?? DEFAULT_GROUP
+}
+
+export function resolvePath(config: KluisConfig, path: string): string {
+  return resolve(config.baseDirectory, path)
+}

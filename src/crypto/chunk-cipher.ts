@@ -1,0 +1,211 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash,
+  randomBytes,
+  timingSafeEqual,
+} from 'node:crypto'
+import * as openpgp from 'openpgp'
+import { IntegrityError, KeyError } from '../core/errors.js'
+import type { PrivateKey, PublicKey } from './keys.js'
+import { PacketFormatError, PacketTag, packetHeader, parsePackets } from './packets.js'
+
+/**
+ * One standalone OpenPGP message per chunk: the session-key packets (PKESK v3) followed by one
+ * SEIPDv1 packet holding a literal data packet. gpg 2.2 and sq read it as any other message.
+ *
+ * Wrapping a session key for a reader costs milliseconds (X25519 in JS), so a ChunkSealer wraps
+ * one random AES-256 session key per snapshot and key group, and reuses those key packets for
+ * every chunk it seals. Each message still has its own random CFB prefix (RFC 9580 §5.13.1),
+ * which is what makes reusing the key safe. The symmetric part uses Node's native AES and SHA-1.
+ */
+
+const _AES256 = 9 // symmetric algorithm id (RFC 9580 §9.3)
+const BLOCK = 16
+const MDC_HEADER = Buffer.from([0xd3, 0x14]) // new-format tag 19, length 20
+const LITERAL_PREFIX = Buffer.from([0x62, 0, 0, 0, 0, 0]) // binary, no file name, date 0
+const ZERO_IV = Buffer.alloc(BLOCK)
+
+export class ChunkSealer {
+  private constructor(
+    private readonly sessionKey: Buffer,
+    private readonly keyPackets: Buffer,
+  ) {}
+
+  static async create(readers: PublicKey[]): Promise<ChunkSealer> {
+    const sessionKey = randomBytes(32)
+    const keyPackets = await openpgp.encryptSessionKey({
+      data: sessionKey,
+      algorithm: 'aes256',
+      encryptionKeys: readers,
+      format: 'binary',
+      config: { aeadProtect: false },
+    })
+    return new ChunkSealer(sessionKey, Buffer.from(keyPackets))
+  }
+
+  /** Returns a complete OpenPGP message whose literal data is `plaintext`. */
+  seal(plaintext: Buffer): Buffer {
+    const literalHeader = packetHeader(
+      PacketTag.LiteralData,
+      LITERAL_PREFIX.length + plaintext.length,
+    )
+    const random = randomBytes(BLOCK)
+    const prefix = Buffer.concat([random, random.subarray(BLOCK - 2)])
+    const mdc = createHash('sha1')
+      .update(prefix)
+      .update(literalHeader)
+      .update(LITERAL_PREFIX)
+      .update(plaintext)
+      .update(MDC_HEADER)
+      .digest()
+    const cipher = createCipheriv('aes-256-cfb', this.sessionKey, ZERO_IV)
+    const parts = [
+      cipher.update(prefix),
+      cipher.update(literalHeader),
+      cipher.update(LITERAL_PREFIX),
+      cipher.update(plaintext),
+      cipher.update(MDC_HEADER),
+      cipher.update(mdc),
+      cipher.final(),
+    ]
+    const bodyLength = 1 + parts.reduce((sum, part) => sum + part.length, 0)
+    return Buffer.concat([
+      this.keyPackets,
+      packetHeader(PacketTag.SymEncryptedIntegrityProtectedData, bodyLength),
+      Buffer.from([1]),
+      ...parts,
+    ])
+  }
+}
+
+/**
+ * Opens chunk messages with a reader's private key. Session keys are unwrapped once per
+ * distinct set of key packets (one per snapshot and group) and cached.
+ */
+export class ChunkOpener {
+  private readonly sessionKeys = new Map<string, Promise<Buffer>>()
+
+  constructor(private readonly decryptionKeys: PrivateKey[]) {}
+
+  /** Decrypts and checks the MDC; throws IntegrityError naming `object` on any mismatch. */
+  async open(message: Buffer, object: string): Promise<Buffer> {
+    let packets: ReturnType<typeof parsePackets>
+    try {
+      packets = parsePackets(message)
+    } catch (error) {
+      if (error instanceof PacketFormatError && error.message === 'partial body lengths') {
+        return this.openWithLibrary(message, object)
+      }
+      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorText(error)})`)
+    }
+    const data = packets.at(-1)
+    const keyPackets = packets.slice(0, -1)
+    if (
+      !data ||
+      data.tag !== PacketTag.SymEncryptedIntegrityProtectedData ||
+      keyPackets.length === 0 ||
+      keyPackets.some((packet) => packet.tag !== PacketTag.PublicKeyEncryptedSessionKey)
+    ) {
+      return this.openWithLibrary(message, object)
+    }
+    const keyBytes = message.subarray(0, data.start)
+    const sessionKey = await this.sessionKey(keyBytes, object)
+    return decryptSeipdV1(data.body, sessionKey, object)
+  }
+
+  private sessionKey(keyPackets: Buffer, object: string): Promise<Buffer> {
+    const cacheKey = createHash('sha256').update(keyPackets).digest('hex')
+    let pending = this.sessionKeys.get(cacheKey)
+    if (!pending) {
+      pending = this.unwrap(keyPackets, object)
+      this.sessionKeys.set(cacheKey, pending)
+      pending.catch(() => this.sessionKeys.delete(cacheKey))
+    }
+    return pending
+  }
+
+  private async unwrap(keyPackets: Buffer, object: string): Promise<Buffer> {
+    const message = await openpgp.readMessage({ binaryMessage: keyPackets })
+    let keys: openpgp.DecryptedSessionKey[]
+    try {
+      keys = await openpgp.decryptSessionKeys({ message, decryptionKeys: this.decryptionKeys })
+    } catch {
+      throw noMatchingKey(message, object)
+    }
+    const key = keys[0]
+    if (key?.algorithm !== 'aes256') {
+      throw new IntegrityError(
+        object,
+        `uses session key algorithm ${key?.algorithm}, expected aes256`,
+      )
+    }
+    return Buffer.from(key.data)
+  }
+
+  /** Anything not shaped like our own chunks goes through openpgp.js in full. */
+  private async openWithLibrary(message: Buffer, object: string): Promise<Buffer> {
+    let parsed: openpgp.Message<Uint8Array>
+    try {
+      parsed = await openpgp.readMessage({ binaryMessage: message })
+    } catch (error) {
+      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorText(error)})`)
+    }
+    try {
+      const result = await openpgp.decrypt({
+        message: parsed,
+        decryptionKeys: this.decryptionKeys,
+        format: 'binary',
+      })
+      return Buffer.from(result.data)
+    } catch (error) {
+      if (/decryption key|session key/i.test(errorText(error))) throw noMatchingKey(parsed, object)
+      throw new IntegrityError(object, `failed to decrypt (${errorText(error)})`)
+    }
+  }
+}
+
+function decryptSeipdV1(body: Buffer, sessionKey: Buffer, object: string): Buffer {
+  if (body[0] !== 1)
+    throw new IntegrityError(object, `has an unsupported encrypted data version ${body[0]}`)
+  const decipher = createDecipheriv('aes-256-cfb', sessionKey, ZERO_IV)
+  const plain = Buffer.concat([decipher.update(body.subarray(1)), decipher.final()])
+  const prefixLength = BLOCK + 2
+  if (plain.length < prefixLength + 22) throw new IntegrityError(object, 'is truncated')
+  const mdcStart = plain.length - 22
+  const expected = createHash('sha1')
+    .update(plain.subarray(0, mdcStart + 2))
+    .digest()
+  const mdcOk =
+    plain[mdcStart] === 0xd3 &&
+    plain[mdcStart + 1] === 0x14 &&
+    timingSafeEqual(expected, plain.subarray(mdcStart + 2))
+  if (!mdcOk) {
+    throw new IntegrityError(
+      object,
+      'was modified: its OpenPGP integrity check (MDC) does not match',
+    )
+  }
+  const inner = parsePackets(plain.subarray(prefixLength, mdcStart))
+  const literal = inner[0]
+  if (inner.length !== 1 || !literal || literal.tag !== PacketTag.LiteralData) {
+    throw new IntegrityError(object, 'does not hold a single literal data packet')
+  }
+  const nameLength = literal.body[1] as number
+  return literal.body.subarray(2 + nameLength + 4)
+}
+
+function noMatchingKey(message: openpgp.Message<Uint8Array>, object: string): KeyError {
+  const ids = message
+    .getEncryptionKeyIDs()
+    .map((id) => id.toHex().toUpperCase())
+    .join(', ')
+  return new KeyError(
+    `none of the given private keys can decrypt ${object} (it is encrypted to key ids ${ids})`,
+    'use a reader key of this repository (--key or KLUIS_READER_KEY)',
+  )
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

@@ -1,0 +1,53 @@
+import { createHmac, timingSafeEqual } from 'node:crypto'
+import { promisify } from 'node:util'
+import { constants, zstdCompress, zstdDecompress } from 'node:zlib'
+import { IntegrityError } from '../core/errors.js'
+import type { ChunkOpener, ChunkSealer } from '../crypto/chunk-cipher.js'
+import { objectNames } from './format.js'
+
+// The callback forms run in libuv's thread pool, so several chunks compress in parallel.
+const compress = promisify(zstdCompress)
+const decompress = promisify(zstdDecompress)
+
+/** Chunk id: hex HMAC-SHA256 of the plaintext under the key group's dedup key. */
+export function chunkId(dedupKey: Buffer, plaintext: Uint8Array): string {
+  return createHmac('sha256', dedupKey).update(plaintext).digest('hex')
+}
+
+/** plaintext → zstd frame → OpenPGP message. */
+export async function encodeChunk(
+  plaintext: Buffer,
+  sealer: ChunkSealer,
+  level: number,
+): Promise<Buffer> {
+  const frame = await compress(plaintext, {
+    params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 },
+  })
+  return sealer.seal(frame)
+}
+
+/**
+ * OpenPGP message → zstd frame → plaintext, then the plaintext's HMAC must equal the id the
+ * signed index names. Any mismatch throws IntegrityError naming the chunk object.
+ */
+export async function decodeChunk(
+  message: Buffer,
+  id: string,
+  size: number,
+  opener: ChunkOpener,
+  dedupKey: Buffer,
+): Promise<Buffer> {
+  const object = objectNames.chunk(id)
+  const frame = await opener.open(message, object)
+  let plaintext: Buffer
+  try {
+    plaintext = await decompress(frame, { maxOutputLength: Math.max(size, 1) })
+  } catch (error) {
+    throw new IntegrityError(object, `does not decompress (${(error as Error).message})`)
+  }
+  const actual = Buffer.from(chunkId(dedupKey, plaintext), 'hex')
+  if (plaintext.length !== size || !timingSafeEqual(actual, Buffer.from(id, 'hex'))) {
+    throw new IntegrityError(object, 'content does not match its id (HMAC mismatch)')
+  }
+  return plaintext
+}

@@ -1,0 +1,275 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { z } from 'zod'
+import { type ChunkerParameters, defaultChunkerParameters } from '../chunker/fastcdc.js'
+import { IntegrityError, RefusedError, StorageError } from '../core/errors.js'
+import type { Reporter } from '../core/reporter.js'
+import { fingerprintOf, type PrivateKey, type PublicKey } from '../crypto/keys.js'
+import {
+  decryptAndVerify,
+  encryptAndSign,
+  signCleartext,
+  verifyCleartext,
+} from '../crypto/signing.js'
+import { ObjectNotFoundError, type StorageBackend } from '../storage/storage.js'
+import {
+  FORMAT_VERSION,
+  manifestSchema,
+  objectNames,
+  type RepositoryConfig,
+  repositoryConfigSchema,
+  type SnapshotIndex,
+  type SnapshotManifest,
+  snapshotIndexSchema,
+} from './format.js'
+
+const dedupKeySchema = z.object({
+  kluis: z.literal('dedup-key'),
+  group: z.string(),
+  key: z.string(),
+})
+
+/** The repository format on top of a storage backend. Knows objects, not sources. */
+export class Repository {
+  private constructor(
+    readonly storage: StorageBackend,
+    readonly config: RepositoryConfig,
+  ) {}
+
+  get chunker(): ChunkerParameters {
+    const { min, avg, max } = this.config.chunker
+    return { min, avg, max }
+  }
+
+  /** Creates config.json. Refuses to touch an existing repository. */
+  static async init(
+    storage: StorageBackend,
+    chunker = defaultChunkerParameters,
+  ): Promise<Repository> {
+    const config: RepositoryConfig = {
+      kluis: 'repository',
+      version: FORMAT_VERSION,
+      created: new Date().toISOString(),
+      chunker: { algorithm: 'fastcdc-gear32', ...chunker },
+    }
+    const created = await storage.putIfAbsent(
+      objectNames.config,
+      Buffer.from(`${JSON.stringify(config, null, 2)}\n`),
+    )
+    if (!created) {
+      throw new RefusedError(
+        `a repository already exists at ${storage.location}`,
+        'use it as it is, or choose another repository location',
+      )
+    }
+    return new Repository(storage, config)
+  }
+
+  static async open(storage: StorageBackend): Promise<Repository> {
+    let raw: Buffer
+    try {
+      raw = await storage.get(objectNames.config)
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) {
+        throw new StorageError(
+          `there is no kluis repository at ${storage.location}`,
+          'run `kluis init --config …` first, or check `repository:` in the configuration',
+        )
+      }
+      throw error
+    }
+    const parsed = repositoryConfigSchema.safeParse(parseJson(raw, objectNames.config))
+    if (!parsed.success) {
+      const version = (parseJson(raw, objectNames.config) as { version?: unknown })?.version
+      if (typeof version === 'number' && version !== FORMAT_VERSION) {
+        throw new StorageError(
+          `the repository at ${storage.location} has format version ${version}; this kluis reads version ${FORMAT_VERSION}`,
+          'use a kluis release that supports that format',
+        )
+      }
+      throw new IntegrityError(objectNames.config, 'is not a valid kluis repository configuration')
+    }
+    return new Repository(storage, parsed.data)
+  }
+
+  /** Creates the group's dedup key unless it exists; returns whether it was created. */
+  async createDedupKey(group: string, readers: PublicKey[], writer: PrivateKey): Promise<boolean> {
+    const object = objectNames.dedupKey(group)
+    if (await this.storage.stat(object)) return false
+    const payload = { kluis: 'dedup-key', group, key: randomBytes(32).toString('base64') }
+    const sealed = await encryptAndSign(
+      Buffer.from(JSON.stringify(payload)),
+      [...readers, writer.toPublic()],
+      writer,
+    )
+    return this.storage.putIfAbsent(object, Buffer.from(sealed))
+  }
+
+  /** The group's secret dedup key, unwrapped with the writer's or a reader's private key. */
+  async dedupKey(group: string, decryptionKeys: PrivateKey[], writer: PublicKey): Promise<Buffer> {
+    const object = objectNames.dedupKey(group)
+    let sealed: Buffer
+    try {
+      sealed = await this.storage.get(object)
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) {
+        throw new StorageError(
+          `the repository has no key for key group '${group}' (${object})`,
+          'run `kluis init --config …` to create the keys of new groups',
+        )
+      }
+      throw error
+    }
+    const plain = await decryptAndVerify(sealed, decryptionKeys, writer, object)
+    const parsed = dedupKeySchema.safeParse(parseJson(Buffer.from(plain), object))
+    if (!parsed.success || parsed.data.group !== group) {
+      throw new IntegrityError(object, `is not the dedup key of group '${group}'`)
+    }
+    const key = Buffer.from(parsed.data.key, 'base64')
+    if (key.length !== 32) throw new IntegrityError(object, 'holds a key of the wrong length')
+    return key
+  }
+
+  /** Every stored chunk id with its stored size. */
+  async listChunks(): Promise<Map<string, number>> {
+    const chunks = new Map<string, number>()
+    for await (const object of this.storage.list('chunks/')) {
+      const id = object.name.slice(object.name.lastIndexOf('/') + 1)
+      if (/^[0-9a-f]{64}$/.test(id)) chunks.set(id, object.size)
+    }
+    return chunks
+  }
+
+  putChunk(id: string, message: Buffer): Promise<boolean> {
+    return this.storage.putIfAbsent(objectNames.chunk(id), message)
+  }
+
+  async chunkSize(id: string): Promise<number | undefined> {
+    return (await this.storage.stat(objectNames.chunk(id)))?.size
+  }
+
+  async getChunk(id: string): Promise<Buffer> {
+    try {
+      return await this.storage.get(objectNames.chunk(id))
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) {
+        throw new IntegrityError(objectNames.chunk(id), 'is missing from the repository')
+      }
+      throw error
+    }
+  }
+
+  /**
+   * Writes the manifest, then the signed index. The index is written last: until it exists
+   * there is no snapshot, so an interrupted backup leaves only unreferenced objects.
+   */
+  async writeSnapshot(
+    index: Omit<SnapshotIndex, 'manifest' | 'writer'>,
+    manifest: SnapshotManifest,
+    readers: PublicKey[],
+    writer: PrivateKey,
+  ): Promise<SnapshotIndex> {
+    const sealed = Buffer.from(
+      await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer),
+    )
+    const full: SnapshotIndex = {
+      ...index,
+      writer: fingerprintOf(writer),
+      manifest: { size: sealed.length, sha256: createHash('sha256').update(sealed).digest('hex') },
+    }
+    await this.putNew(objectNames.manifest(index.id), sealed)
+    const signed = await signCleartext(JSON.stringify(full, null, 1), writer)
+    await this.putNew(objectNames.index(index.id), Buffer.from(signed))
+    return full
+  }
+
+  private async putNew(object: string, data: Buffer): Promise<void> {
+    if (!(await this.storage.putIfAbsent(object, data))) {
+      throw new StorageError(
+        `${object} already exists in ${this.storage.location}`,
+        'run the backup again',
+      )
+    }
+  }
+
+  /** Ids of all index objects in storage, verified or not. */
+  async listSnapshotIds(): Promise<string[]> {
+    const ids: string[] = []
+    for await (const object of this.storage.list('snapshots/')) {
+      const match = /^snapshots\/([0-9a-f]{32})\.json\.asc$/.exec(object.name)
+      if (match?.[1]) ids.push(match[1])
+    }
+    return ids.sort()
+  }
+
+  /** Reads an index and verifies the writer's signature. Throws IntegrityError naming it. */
+  async readIndex(id: string, writer: PublicKey): Promise<SnapshotIndex> {
+    const object = objectNames.index(id)
+    let armored: Buffer
+    try {
+      armored = await this.storage.get(object)
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) throw new IntegrityError(object, 'does not exist')
+      throw error
+    }
+    const text = await verifyCleartext(armored.toString('utf8'), writer, object)
+    const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object))
+    if (!parsed.success) throw new IntegrityError(object, 'is not a valid snapshot index')
+    if (parsed.data.id !== id)
+      throw new IntegrityError(object, `names another snapshot (${parsed.data.id})`)
+    return parsed.data
+  }
+
+  /**
+   * Every snapshot whose index carries a valid writer signature, oldest first. Objects that
+   * fail are reported and left out, so nothing planted in storage is ever listed.
+   */
+  async listSnapshots(writer: PublicKey, reporter: Reporter): Promise<SnapshotIndex[]> {
+    const snapshots: SnapshotIndex[] = []
+    for (const id of await this.listSnapshotIds()) {
+      try {
+        snapshots.push(await this.readIndex(id, writer))
+      } catch (error) {
+        if (!(error instanceof IntegrityError)) throw error
+        reporter.warn(`ignoring ${error.message}`)
+      }
+    }
+    return snapshots.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id))
+  }
+
+  async readManifest(
+    index: SnapshotIndex,
+    decryptionKeys: PrivateKey[],
+    writer: PublicKey,
+  ): Promise<SnapshotManifest> {
+    const object = objectNames.manifest(index.id)
+    let sealed: Buffer
+    try {
+      sealed = await this.storage.get(object)
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError) throw new IntegrityError(object, 'is missing')
+      throw error
+    }
+    if (createHash('sha256').update(sealed).digest('hex') !== index.manifest.sha256) {
+      throw new IntegrityError(object, 'does not match the SHA-256 recorded in the signed index')
+    }
+    const plain = await decryptAndVerify(sealed, decryptionKeys, writer, object)
+    const parsed = manifestSchema.safeParse(parseJson(Buffer.from(plain), object))
+    if (!parsed.success) throw new IntegrityError(object, 'is not a valid snapshot manifest')
+    if (parsed.data.snapshot !== index.id) {
+      throw new IntegrityError(object, `belongs to another snapshot (${parsed.data.snapshot})`)
+    }
+    return parsed.data
+  }
+}
+
+export function newSnapshotId(): string {
+  return randomBytes(16).toString('hex')
+}
+
+function parseJson(raw: Buffer, object: string): unknown {
+  try {
+    return JSON.parse(raw.toString('utf8'))
+  } catch {
+    throw new IntegrityError(object, 'is not valid JSON')
+  }
+}

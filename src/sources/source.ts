@@ -1,0 +1,45 @@
+import type { SourceConfig } from '../config/config.js'
+import type { Reporter } from '../core/reporter.js'
+
+/** A byte stream a source produces at backup and consumes at restore. */
+export interface SourceStream {
+  name: string
+  data: AsyncIterable<Buffer>
+}
+
+/** One run of a source's backup: streams to read in order, then facts about what was read. */
+export interface SourceReading {
+  streams: SourceStream[]
+  /** Facts for the manifest (engine version, tables and row counts, file list). Complete once every stream was read. */
+  facts(): Record<string, unknown>
+  /** Releases temporary files; called after success and failure alike. */
+  close(): Promise<void>
+}
+
+export interface SourceContext {
+  reporter: Reporter
+  /** Folder for temporary files. */
+  temporaryDirectory: string
+  /** Resolves a path from the configuration. */
+  resolvePath(path: string): string
+}
+
+/**
+ * A kind of source (sqlite, files, …): turns a configured thing into streams and back.
+ * `restore` writes only below `directory`, an empty staging folder that the caller moves into
+ * the target after every check passed.
+ */
+export interface SourceDriver<C extends SourceConfig = SourceConfig> {
+  read(config: C, context: SourceContext): Promise<SourceReading>
+  restore(
+    streams: SourceStream[],
+    directory: string,
+    facts: Record<string, unknown>,
+    context: SourceContext,
+  ): Promise<RestoreSummary>
+}
+
+export interface RestoreSummary {
+  /** What was restored, for the user (e.g. "app.db, 3 tables" or "120 files"). */
+  description: string
+}

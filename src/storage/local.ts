@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
+import { dirname, join, sep } from 'node:path'
+import { StorageError } from '../core/errors.js'
+import { ObjectNotFoundError, type StorageBackend, type StoredObject } from './storage.js'
+
+/**
+ * A repository in a local directory. Writes go to a temporary file that is fsynced and then
+ * hard-linked to its final name: link() fails if the name exists, which makes put-if-absent
+ * atomic, and a reader never sees half an object. The directory is fsynced after the link.
+ */
+export class LocalStorage implements StorageBackend {
+  readonly location: string
+
+  constructor(private readonly root: string) {
+    this.location = root
+  }
+
+  async putIfAbsent(name: string, data: Buffer): Promise<boolean> {
+    const path = this.path(name)
+    const directory = dirname(path)
+    await mkdir(directory, { recursive: true })
+    const temporary = `${path}.tmp-${randomBytes(6).toString('hex')}`
+    try {
+      const handle = await open(
+        temporary,
+        constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL,
+        0o644,
+      )
+      try {
+        await handle.writeFile(data)
+        await handle.sync()
+      } finally {
+        await handle.close()
+      }
+      try {
+        await link(temporary, path)
+      } catch (error) {
+        if (isCode(error, 'EEXIST')) return false
+        throw error
+      }
+      await syncDirectory(directory)
+      return true
+    } catch (error) {
+      throw this.failure('write', name, error)
+    } finally {
+      await unlink(temporary).catch(() => {})
+    }
+  }
+
+  async get(name: string): Promise<Buffer> {
+    try {
+      return await readFile(this.path(name))
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) throw new ObjectNotFoundError(name)
+      throw this.failure('read', name, error)
+    }
+  }
+
+  async stat(name: string): Promise<{ size: number } | undefined> {
+    try {
+      const info = await stat(this.path(name))
+      return { size: info.size }
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return undefined
+      throw this.failure('stat', name, error)
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<StoredObject> {
+    // List the deepest directory named by the prefix, then filter by the rest of it.
+    const slash = prefix.lastIndexOf('/')
+    const base = slash >= 0 ? prefix.slice(0, slash) : ''
+    yield* this.walk(base, prefix)
+  }
+
+  private async *walk(relative: string, prefix: string): AsyncIterable<StoredObject> {
+    let entries: import('node:fs').Dirent[]
+    try {
+      entries = await readdir(this.path(relative), { withFileTypes: true })
+    } catch (error) {
+      if (isCode(error, 'ENOENT')) return
+      throw this.failure('list', relative || '.', error)
+    }
+    for (const entry of entries) {
+      const name = relative ? `${relative}/${entry.name}` : entry.name
+      if (entry.isDirectory()) {
+        if (prefix.startsWith(`${name}/`) || name.startsWith(prefix)) yield* this.walk(name, prefix)
+      } else if (entry.isFile() && name.startsWith(prefix) && !entry.name.includes('.tmp-')) {
+        const info = await stat(this.path(name)).catch(() => undefined)
+        if (info) yield { name, size: info.size }
+      }
+    }
+  }
+
+  async delete(name: string): Promise<void> {
+    await rm(this.path(name), { force: true }).catch((error) => {
+      throw this.failure('delete', name, error)
+    })
+  }
+
+  private path(name: string): string {
+    if (name.split('/').some((part) => part === '..') || name.startsWith('/')) {
+      throw new StorageError(`invalid object name ${name}`)
+    }
+    return name ? join(this.root, name.split('/').join(sep)) : this.root
+  }
+
+  private failure(operation: string, name: string, error: unknown): StorageError {
+    if (error instanceof StorageError) return error
+    const code = (error as NodeJS.ErrnoException).code ?? ''
+    const hint =
+      code === 'EACCES' || code === 'EPERM'
+        ? `check that this user may write to ${this.root}`
+        : code === 'ENOSPC'
+          ? `free space on the disk that holds ${this.root}`
+          : undefined
+    const detail = error instanceof Error ? error.message : String(error)
+    return new StorageError(`cannot ${operation} ${name} in ${this.root}: ${detail}`, hint)
+  }
+}
+
+async function syncDirectory(directory: string): Promise<void> {
+  const handle = await open(directory, constants.O_RDONLY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+function isCode(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code
+}
