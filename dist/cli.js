@@ -7373,6 +7373,89 @@ var require_dist = __commonJS({
 // src/cli/main.ts
 import { parseArgs } from "node:util";
 
+// src/commands/backup.ts
+import { createHash as createHash6 } from "node:crypto";
+import { hostname as hostname3, tmpdir } from "node:os";
+
+// src/chunker/fastcdc.ts
+import { createHmac } from "node:crypto";
+var defaultChunkerParameters = {
+  min: 512 * 1024,
+  avg: 1024 * 1024,
+  max: 8 * 1024 * 1024
+};
+function gearTable(secret) {
+  const table = new Uint32Array(256);
+  for (let i2 = 0; i2 < 256; i2++) {
+    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readUInt32BE(0);
+  }
+  return table;
+}
+function highMask(bits2) {
+  return 4294967295 << 32 - bits2 >>> 0;
+}
+var Chunker = class {
+  constructor(gear, params) {
+    this.gear = gear;
+    this.params = params;
+    const bits2 = Math.log2(params.avg);
+    this.maskStrict = highMask(bits2 + 2);
+    this.maskLoose = highMask(bits2 - 2);
+  }
+  gear;
+  params;
+  maskStrict;
+  maskLoose;
+  /** Length of the first chunk of `data` (data.length when the data ends before a cut). */
+  cut(data) {
+    const { min, avg, max: max2 } = this.params;
+    let end = data.length;
+    if (end <= min) return end;
+    if (end > max2) end = max2;
+    const normal = Math.min(end, avg);
+    const gear = this.gear;
+    let hash2 = 0;
+    let i2 = min;
+    for (; i2 < normal; i2++) {
+      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
+      if ((hash2 & this.maskStrict) === 0) return i2 + 1;
+    }
+    for (; i2 < end; i2++) {
+      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
+      if ((hash2 & this.maskLoose) === 0) return i2 + 1;
+    }
+    return end;
+  }
+  /** Splits a byte stream into chunks. Holds at most about 2 × max bytes at a time. */
+  async *chunks(source) {
+    const { max: max2 } = this.params;
+    let pending = [];
+    let pendingLength = 0;
+    for await (const piece of source) {
+      if (piece.length === 0) continue;
+      pending.push(
+        Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length)
+      );
+      pendingLength += piece.length;
+      if (pendingLength < max2) continue;
+      let buffer = Buffer.concat(pending, pendingLength);
+      while (buffer.length >= max2) {
+        const length = this.cut(buffer);
+        yield buffer.subarray(0, length);
+        buffer = buffer.subarray(length);
+      }
+      pending = buffer.length > 0 ? [buffer] : [];
+      pendingLength = buffer.length;
+    }
+    let rest = Buffer.concat(pending, pendingLength);
+    while (rest.length > 0) {
+      const length = this.cut(rest);
+      yield rest.subarray(0, length);
+      rest = rest.subarray(length);
+    }
+  }
+};
+
 // src/config/config.ts
 var import_yaml = __toESM(require_dist(), 1);
 import { readFile } from "node:fs/promises";
@@ -27133,7 +27216,10 @@ function errorMessage(error62) {
 }
 
 // src/config/config.ts
-var sourceName = external_exports.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'use letters, digits, ".", "_" and "-" (no spaces or slashes)');
+var sourceName = external_exports.string().regex(
+  /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+  'use letters, digits, ".", "_" and "-" (no spaces or slashes)'
+);
 var group = external_exports.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lowercase letters, digits, "_" and "-"');
 var sourceSchema = external_exports.discriminatedUnion("type", [
   external_exports.strictObject({
@@ -27192,7 +27278,10 @@ function parseConfig(text, path, env) {
     const where = issue2?.path.join(".") || "(top level)";
     const variable = unset.get(where);
     if (variable) throw unsetVariable(variable, where);
-    throw new ConfigError(`${path}: ${where}: ${issue2?.message ?? "invalid"}`, "see README.md for the configuration format");
+    throw new ConfigError(
+      `${path}: ${where}: ${issue2?.message ?? "invalid"}`,
+      "see README.md for the configuration format"
+    );
   }
   const config3 = parsed.data;
   for (const [where, variable] of unset) {
@@ -27200,7 +27289,8 @@ function parseConfig(text, path, env) {
   }
   const names = /* @__PURE__ */ new Set();
   for (const source of config3.sources) {
-    if (names.has(source.name)) throw new ConfigError(`${path}: two sources are named '${source.name}'`);
+    if (names.has(source.name))
+      throw new ConfigError(`${path}: two sources are named '${source.name}'`);
     names.add(source.name);
   }
   const readers = /* @__PURE__ */ new Map([[DEFAULT_GROUP, config3.keys.readers]]);
@@ -27218,7 +27308,11 @@ function parseConfig(text, path, env) {
     file: path,
     baseDirectory: dirname(path),
     repository: config3.repository,
-    keys: { readers, writer: config3.keys.writer || void 0, writerPublic: config3.keys["writer-public"] },
+    keys: {
+      readers,
+      writer: config3.keys.writer || void 0,
+      writerPublic: config3.keys["writer-public"]
+    },
     sources: config3.sources,
     compressionLevel: config3.compression?.level ?? 3,
     unset
@@ -27235,10 +27329,14 @@ function substitute(value, where, env, unset) {
       return replacement;
     });
   }
-  if (Array.isArray(value)) return value.map((item, i2) => substitute(item, join(where, i2), env, unset));
+  if (Array.isArray(value))
+    return value.map((item, i2) => substitute(item, join(where, i2), env, unset));
   if (value && typeof value === "object") {
     return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, substitute(item, join(where, key), env, unset)])
+      Object.entries(value).map(([key, item]) => [
+        key,
+        substitute(item, join(where, key), env, unset)
+      ])
     );
   }
   return value;
@@ -27269,112 +27367,6 @@ function sourceGroup(source) {
 function resolvePath(config3, path) {
   return resolve(config3.baseDirectory, path);
 }
-
-// src/core/format.ts
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
-}
-function formatDuration(seconds) {
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes}m${Math.round(seconds - minutes * 60)}s`;
-}
-function formatTime(iso) {
-  return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
-}
-function textTable(header, rows) {
-  const widths = header.map((cell, i2) => Math.max(cell.length, ...rows.map((row) => (row[i2] ?? "").length)));
-  const line = (cells) => cells.map((cell, i2) => cell.padEnd(widths[i2] ?? 0)).join("  ").trimEnd();
-  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
-}
-
-// src/commands/backup.ts
-import { createHash as createHash6 } from "node:crypto";
-import { hostname as hostname3, tmpdir } from "node:os";
-
-// src/chunker/fastcdc.ts
-import { createHmac } from "node:crypto";
-var defaultChunkerParameters = {
-  min: 512 * 1024,
-  avg: 1024 * 1024,
-  max: 8 * 1024 * 1024
-};
-function gearTable(secret) {
-  const table = new Uint32Array(256);
-  for (let i2 = 0; i2 < 256; i2++) {
-    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readUInt32BE(0);
-  }
-  return table;
-}
-function highMask(bits2) {
-  return 4294967295 << 32 - bits2 >>> 0;
-}
-var Chunker = class {
-  constructor(gear, params) {
-    this.gear = gear;
-    this.params = params;
-    const bits2 = Math.log2(params.avg);
-    this.maskStrict = highMask(bits2 + 2);
-    this.maskLoose = highMask(bits2 - 2);
-  }
-  gear;
-  params;
-  maskStrict;
-  maskLoose;
-  /** Length of the first chunk of `data` (data.length when the data ends before a cut). */
-  cut(data) {
-    const { min, avg, max: max2 } = this.params;
-    let end = data.length;
-    if (end <= min) return end;
-    if (end > max2) end = max2;
-    const normal = end < avg ? end : avg;
-    const gear = this.gear;
-    let hash2 = 0;
-    let i2 = min;
-    for (; i2 < normal; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
-      if ((hash2 & this.maskStrict) === 0) return i2 + 1;
-    }
-    for (; i2 < end; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
-      if ((hash2 & this.maskLoose) === 0) return i2 + 1;
-    }
-    return end;
-  }
-  /** Splits a byte stream into chunks. Holds at most about 2 × max bytes at a time. */
-  async *chunks(source) {
-    const { max: max2 } = this.params;
-    let pending = [];
-    let pendingLength = 0;
-    for await (const piece of source) {
-      if (piece.length === 0) continue;
-      pending.push(Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length));
-      pendingLength += piece.length;
-      if (pendingLength < max2) continue;
-      let buffer = Buffer.concat(pending, pendingLength);
-      while (buffer.length >= max2) {
-        const length = this.cut(buffer);
-        yield buffer.subarray(0, length);
-        buffer = buffer.subarray(length);
-      }
-      pending = buffer.length > 0 ? [buffer] : [];
-      pendingLength = buffer.length;
-    }
-    let rest = Buffer.concat(pending, pendingLength);
-    while (rest.length > 0) {
-      const length = this.cut(rest);
-      yield rest.subarray(0, length);
-      rest = rest.subarray(length);
-    }
-  }
-};
 
 // src/config/key-material.ts
 import { readFile as readFile2 } from "node:fs/promises";
@@ -53679,12 +53671,18 @@ async function loadReaderKeys(config3, group2) {
 async function loadWriterPublicKey(config3) {
   const { text, label } = await keyText(config3, config3.keys.writerPublic, "keys.writer-public");
   const keys = await readPublicKeys(text, label);
-  if (keys.length !== 1) throw new KeyError(`${label} must hold exactly one public key (the writer's)`);
+  if (keys.length !== 1)
+    throw new KeyError(`${label} must hold exactly one public key (the writer's)`);
   return keys[0];
 }
 async function loadWriterKey(config3, env) {
   const { text, label } = await keyText(config3, requireWriterKey(config3), "keys.writer");
-  const key = await readPrivateKey2(text, label, env.KLUIS_WRITER_PASSPHRASE, "KLUIS_WRITER_PASSPHRASE");
+  const key = await readPrivateKey2(
+    text,
+    label,
+    env.KLUIS_WRITER_PASSPHRASE,
+    "KLUIS_WRITER_PASSPHRASE"
+  );
   const trusted = await loadWriterPublicKey(config3);
   if (key.getFingerprint() !== trusted.getFingerprint()) {
     throw new KeyError(
@@ -53702,7 +53700,9 @@ async function loadReaderPrivateKey(keyPath, env) {
       text = await readFile2(keyPath, "utf8");
     } catch (error62) {
       const code = error62.code;
-      throw new ConfigError(`--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`);
+      throw new ConfigError(
+        `--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`
+      );
     }
     label = `key file ${keyPath}`;
   } else if (env.KLUIS_READER_KEY) {
@@ -53765,7 +53765,23 @@ async function* mapOrdered(items, limit, fn) {
 }
 
 // src/crypto/chunk-cipher.ts
-import { createCipheriv, createDecipheriv, createHash as createHash2, randomBytes as randomBytes2, timingSafeEqual } from "node:crypto";
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash as createHash2,
+  randomBytes as randomBytes2,
+  timingSafeEqual
+} from "node:crypto";
+
+// src/crypto/key-errors.ts
+function noMatchingKey(message, object2, given) {
+  const wanted = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase());
+  const have = given.flatMap((key) => key.getKeys().map((k) => k.getKeyID().toHex().toUpperCase()));
+  return new KeyError(
+    `none of the given private keys can decrypt ${object2}: it is encrypted to key id(s) ${wanted.join(", ")}, the key given has ${have.join(", ")}`,
+    "use a reader key of this repository (--key FILE or KLUIS_READER_KEY)"
+  );
+}
 
 // src/crypto/packets.ts
 var PacketTag = {
@@ -53852,7 +53868,10 @@ var ChunkSealer = class _ChunkSealer {
   }
   /** Returns a complete OpenPGP message whose literal data is `plaintext`. */
   seal(plaintext) {
-    const literalHeader = packetHeader(PacketTag.LiteralData, LITERAL_PREFIX.length + plaintext.length);
+    const literalHeader = packetHeader(
+      PacketTag.LiteralData,
+      LITERAL_PREFIX.length + plaintext.length
+    );
     const random = randomBytes2(BLOCK);
     const prefix = Buffer.concat([random, random.subarray(BLOCK - 2)]);
     const mdc = createHash2("sha1").update(prefix).update(literalHeader).update(LITERAL_PREFIX).update(plaintext).update(MDC_HEADER).digest();
@@ -53917,11 +53936,14 @@ var ChunkOpener = class {
     try {
       keys = await decryptSessionKeys({ message, decryptionKeys: this.decryptionKeys });
     } catch {
-      throw noMatchingKey(message, object2);
+      throw noMatchingKey(message, object2, this.decryptionKeys);
     }
     const key = keys[0];
-    if (!key || key.algorithm !== "aes256") {
-      throw new IntegrityError(object2, `uses session key algorithm ${key?.algorithm}, expected aes256`);
+    if (key?.algorithm !== "aes256") {
+      throw new IntegrityError(
+        object2,
+        `uses session key algorithm ${key?.algorithm}, expected aes256`
+      );
     }
     return Buffer.from(key.data);
   }
@@ -53934,16 +53956,22 @@ var ChunkOpener = class {
       throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorText(error62)})`);
     }
     try {
-      const result = await decrypt({ message: parsed, decryptionKeys: this.decryptionKeys, format: "binary" });
+      const result = await decrypt({
+        message: parsed,
+        decryptionKeys: this.decryptionKeys,
+        format: "binary"
+      });
       return Buffer.from(result.data);
     } catch (error62) {
-      if (/decryption key|session key/i.test(errorText(error62))) throw noMatchingKey(parsed, object2);
+      if (/decryption key|session key/i.test(errorText(error62)))
+        throw noMatchingKey(parsed, object2, this.decryptionKeys);
       throw new IntegrityError(object2, `failed to decrypt (${errorText(error62)})`);
     }
   }
 };
 function decryptSeipdV1(body, sessionKey, object2) {
-  if (body[0] !== 1) throw new IntegrityError(object2, `has an unsupported encrypted data version ${body[0]}`);
+  if (body[0] !== 1)
+    throw new IntegrityError(object2, `has an unsupported encrypted data version ${body[0]}`);
   const decipher = createDecipheriv("aes-256-cfb", sessionKey, ZERO_IV);
   const plain = Buffer.concat([decipher.update(body.subarray(1)), decipher.final()]);
   const prefixLength = BLOCK + 2;
@@ -53952,7 +53980,10 @@ function decryptSeipdV1(body, sessionKey, object2) {
   const expected = createHash2("sha1").update(plain.subarray(0, mdcStart + 2)).digest();
   const mdcOk = plain[mdcStart] === 211 && plain[mdcStart + 1] === 20 && timingSafeEqual(expected, plain.subarray(mdcStart + 2));
   if (!mdcOk) {
-    throw new IntegrityError(object2, "was modified: its OpenPGP integrity check (MDC) does not match");
+    throw new IntegrityError(
+      object2,
+      "was modified: its OpenPGP integrity check (MDC) does not match"
+    );
   }
   const inner = parsePackets(plain.subarray(prefixLength, mdcStart));
   const literal2 = inner[0];
@@ -53961,13 +53992,6 @@ function decryptSeipdV1(body, sessionKey, object2) {
   }
   const nameLength = literal2.body[1];
   return literal2.body.subarray(2 + nameLength + 4);
-}
-function noMatchingKey(message, object2) {
-  const ids = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase()).join(", ");
-  return new KeyError(
-    `none of the given private keys can decrypt ${object2} (it is encrypted to key ids ${ids})`,
-    "use a reader key of this repository (--key or KLUIS_READER_KEY)"
-  );
 }
 function errorText(error62) {
   return error62 instanceof Error ? error62.message : String(error62);
@@ -54000,7 +54024,11 @@ var repositoryConfigSchema = external_exports.object({
     max: external_exports.number().int().positive()
   })
 });
-var chunkRefSchema = external_exports.tuple([hex64, external_exports.number().int().nonnegative(), external_exports.number().int().positive()]);
+var chunkRefSchema = external_exports.tuple([
+  hex64,
+  external_exports.number().int().nonnegative(),
+  external_exports.number().int().positive()
+]);
 var indexStreamSchema = external_exports.object({
   name: external_exports.string(),
   size: external_exports.number().int().nonnegative(),
@@ -54032,7 +54060,9 @@ var manifestSchema = external_exports.object({
       name: external_exports.string(),
       type: external_exports.string(),
       facts: external_exports.record(external_exports.string(), external_exports.unknown()),
-      streams: external_exports.array(external_exports.object({ name: external_exports.string(), size: external_exports.number().int().nonnegative(), sha256: hex64 }))
+      streams: external_exports.array(
+        external_exports.object({ name: external_exports.string(), size: external_exports.number().int().nonnegative(), sha256: hex64 })
+      )
     })
   )
 });
@@ -54111,13 +54141,8 @@ async function decryptAndVerify(data, decryptionKeys, writer, object2) {
     });
   } catch (error62) {
     const text = error62 instanceof Error ? error62.message : String(error62);
-    if (/no decryption key|session key/i.test(text)) {
-      const ids = message.getEncryptionKeyIDs().map((id) => id.toHex().toUpperCase()).join(", ");
-      throw new KeyError(
-        `none of the given private keys can decrypt ${object2} (it is encrypted to key ids ${ids})`,
-        "use a key whose public half is listed in the configuration"
-      );
-    }
+    if (/no decryption key|session key/i.test(text))
+      throw noMatchingKey(message, object2, decryptionKeys);
     throw new IntegrityError(object2, `failed to decrypt: ${text}`);
   }
   await checkSignatures(result.signatures, object2);
@@ -54132,7 +54157,11 @@ async function checkSignatures(signatures, object2) {
     } catch {
     }
   }
-  throw new IntegrityError(object2, "is not signed by the trusted writer key (or was modified)", untrustedHint);
+  throw new IntegrityError(
+    object2,
+    "is not signed by the trusted writer key (or was modified)",
+    untrustedHint
+  );
 }
 var untrustedHint = "the object was changed or planted in storage; keys.writer-public in the configuration decides whom to trust";
 
@@ -54290,7 +54319,10 @@ var Repository = class _Repository {
   }
   async putNew(object2, data) {
     if (!await this.storage.putIfAbsent(object2, data)) {
-      throw new StorageError(`${object2} already exists in ${this.storage.location}`, "run the backup again");
+      throw new StorageError(
+        `${object2} already exists in ${this.storage.location}`,
+        "run the backup again"
+      );
     }
   }
   /** Ids of all index objects in storage, verified or not. */
@@ -54315,7 +54347,8 @@ var Repository = class _Repository {
     const text = await verifyCleartext(armored.toString("utf8"), writer, object2);
     const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object2));
     if (!parsed.success) throw new IntegrityError(object2, "is not a valid snapshot index");
-    if (parsed.data.id !== id) throw new IntegrityError(object2, `names another snapshot (${parsed.data.id})`);
+    if (parsed.data.id !== id)
+      throw new IntegrityError(object2, `names another snapshot (${parsed.data.id})`);
     return parsed.data;
   }
   /**
@@ -55019,32 +55052,23 @@ function escapeRegExp(c) {
 // src/sources/tar/writer.ts
 var BLOCK3 = 512;
 var PIECE = 1 << 20;
+var SMALL_FILE = 256 << 10;
+var READ_AHEAD = 16;
 var MAX_OCTAL_11 = 8589934591;
 var MAX_OCTAL_7 = 2097151;
 async function* tarDirectory(root, options2) {
   const warn = options2.onWarning ?? (() => {
   });
-  const excluded = compileExcludes(options2.exclude ?? []);
+  const facts = options2.facts;
   await assertDirectory(root);
   const out = new Output();
-  const stack = (await listDirectory(root, "", warn) ?? []).reverse();
-  while (stack.length > 0) {
-    const path = stack.pop();
-    const absolute = join3(root, path);
-    const stats = await lstatOrSkip(absolute, path, warn);
-    if (!stats || excluded(path, stats.isDirectory())) continue;
-    if (stats.isDirectory()) {
-      const children = await listDirectory(absolute, `${path}/`, warn);
-      if (!children) continue;
-      writeDirectory(out, path, stats, options2.facts);
-      for (let i2 = children.length - 1; i2 >= 0; i2--) stack.push(children[i2]);
-    } else if (stats.isFile()) {
-      yield* writeFile(out, absolute, path, stats, options2.facts, warn);
-    } else if (stats.isSymbolicLink()) {
-      await writeSymlink(out, absolute, path, stats, options2.facts, warn);
-    } else {
-      warn(`${path}: skipped, sockets, FIFOs and devices are not backed up`);
-    }
+  const found = walk(root, compileExcludes(options2.exclude ?? []), warn);
+  for await (const entry of readAhead(found)) {
+    if (entry.kind === "skip") warn(entry.warning);
+    else if (entry.kind === "directory") writeDirectory(out, entry.path, entry.stats, facts);
+    else if (entry.kind === "symlink") writeSymlink(out, entry, facts);
+    else if (entry.content) writeSmallFile(out, entry, entry.content, facts, warn);
+    else yield* writeLargeFile(out, entry, facts, warn);
     if (out.full) yield out.take();
   }
   out.push(Buffer.alloc(2 * BLOCK3));
@@ -55079,12 +55103,28 @@ async function assertDirectory(root) {
   }
   if (!stats.isDirectory()) throw new SourceError(`${root} is not a directory`);
 }
+async function* walk(root, excluded, warn) {
+  const stack = (await listDirectory(root, "", warn) ?? []).reverse();
+  while (stack.length > 0) {
+    const { name, isDirectory } = stack.pop();
+    if (excluded(name, isDirectory)) continue;
+    const found = { path: name, absolute: join3(root, name), isDirectory };
+    if (isDirectory) {
+      const children = await listDirectory(found.absolute, `${name}/`, warn);
+      if (!children) continue;
+      yield found;
+      for (let i2 = children.length - 1; i2 >= 0; i2--) stack.push(children[i2]);
+    } else {
+      yield found;
+    }
+  }
+}
 async function listDirectory(absolute, prefix, warn) {
-  let names;
+  let dirents;
   try {
-    names = await readdir(absolute, { encoding: "buffer" });
+    dirents = await readdir(absolute, { encoding: "buffer", withFileTypes: true });
   } catch (error62) {
-    if (codeOf2(error62) === "ENOENT" && prefix !== "") {
+    if (isVanished(error62) && prefix !== "") {
       warn(`${prefix}: skipped, the directory vanished while reading`);
       return void 0;
     }
@@ -55093,72 +55133,103 @@ async function listDirectory(absolute, prefix, warn) {
       "Give the backup user read and execute permission on it, or exclude it."
     );
   }
-  names.sort(Buffer.compare);
-  const paths = [];
-  for (const raw of names) {
-    const name = raw.toString("utf8");
-    if (Buffer.from(name, "utf8").equals(raw)) paths.push(prefix + name);
-    else warn(`${prefix}${name}: skipped, the name is not valid UTF-8`);
+  dirents.sort((a, b) => Buffer.compare(a.name, b.name));
+  const listed = [];
+  for (const dirent of dirents) {
+    const name = dirent.name.toString("utf8");
+    if (Buffer.from(name, "utf8").equals(dirent.name)) {
+      listed.push({ name: prefix + name, isDirectory: dirent.isDirectory() });
+    } else {
+      warn(`${prefix}${name}: skipped, the name is not valid UTF-8`);
+    }
   }
-  return paths;
+  return listed;
 }
-async function lstatOrSkip(absolute, path, warn) {
+async function* readAhead(found) {
+  const queue = [];
+  for await (const item of found) {
+    const prepared = prepare(item);
+    prepared.catch(() => {
+    });
+    queue.push(prepared);
+    if (queue.length >= READ_AHEAD) yield await queue.shift();
+  }
+  while (queue.length > 0) yield await queue.shift();
+}
+async function prepare({ path, absolute, isDirectory }) {
+  const vanished = { kind: "skip", warning: `${path}: skipped, it vanished while reading` };
   try {
-    return await lstat2(absolute);
+    const stats = await lstat2(absolute);
+    if (stats.isDirectory() !== isDirectory) {
+      return { kind: "skip", warning: `${path}: skipped, it changed type while reading` };
+    }
+    if (stats.isDirectory()) return { kind: "directory", path, stats };
+    if (stats.isSymbolicLink()) {
+      return { kind: "symlink", path, stats, target: await readlink(absolute) };
+    }
+    if (!stats.isFile()) {
+      return {
+        kind: "skip",
+        warning: `${path}: skipped, sockets, FIFOs and devices are not backed up`
+      };
+    }
+    if (stats.size > SMALL_FILE) return { kind: "file", path, absolute, stats };
+    const { content, shrank } = await readSmallFile(absolute, path, stats.size);
+    return { kind: "file", path, absolute, stats, content, shrank };
   } catch (error62) {
-    if (codeOf2(error62) !== "ENOENT") throw readError(path, error62);
-    warn(`${path}: skipped, it vanished while reading`);
-    return void 0;
+    if (isVanished(error62)) return vanished;
+    throw readError(path, error62);
+  }
+}
+async function readSmallFile(absolute, path, size) {
+  const handle = await openFile(absolute, path);
+  try {
+    const content = Buffer.allocUnsafe(size);
+    const shrank = await readFully(handle, content) < size;
+    return { content, shrank };
+  } finally {
+    await handle.close();
   }
 }
 function writeDirectory(out, path, stats, facts) {
   const fields = headerFields(`${path}/`, "5", stats, 0);
-  facts.push({
-    path,
-    type: "directory",
-    mode: fields.mode,
-    mtime: fields.mtime,
-    size: 0,
-    offset: out.offset
-  });
+  const { mode, mtime } = fields;
+  facts.push({ path, type: "directory", mode, mtime, size: 0, offset: out.offset });
   out.push(encodeHeaders(fields));
 }
-async function writeSymlink(out, absolute, path, stats, facts, warn) {
-  let target;
+function writeSymlink(out, { path, stats, target }, facts) {
+  const fields = { ...headerFields(path, "2", stats, 0), linkpath: target };
+  const { mode, mtime } = fields;
+  facts.push({ path, type: "symlink", mode, mtime, size: 0, target, offset: out.offset });
+  out.push(encodeHeaders(fields));
+}
+function writeSmallFile(out, { path, stats, shrank }, content, facts, warn) {
+  if (shrank) warn(changedWhileReading(path));
+  const fields = headerFields(path, "0", stats, stats.size);
+  out.push(encodeHeaders(fields));
+  const offset = out.offset;
+  out.push(content);
+  pushPadding(out, stats.size);
+  const sha2562 = createHash5("sha256").update(content).digest("hex");
+  const { mode, mtime, size } = fields;
+  facts.push({ path, type: "file", mode, mtime, size, sha256: sha2562, offset });
+}
+async function* writeLargeFile(out, { path, absolute, stats }, facts, warn) {
+  let handle;
   try {
-    target = await readlink(absolute);
+    handle = await openFile(absolute, path);
   } catch (error62) {
-    if (codeOf2(error62) !== "ENOENT") throw readError(path, error62);
+    if (!isVanished(error62)) throw readError(path, error62);
     warn(`${path}: skipped, it vanished while reading`);
     return;
   }
-  const fields = { ...headerFields(path, "2", stats, 0), linkpath: target };
-  facts.push({
-    path,
-    type: "symlink",
-    mode: fields.mode,
-    mtime: fields.mtime,
-    size: 0,
-    target,
-    offset: out.offset
-  });
-  out.push(encodeHeaders(fields));
-}
-async function* writeFile(out, absolute, path, stats, facts, warn) {
-  const handle = await openOrSkip(absolute, path, warn);
-  if (!handle) return;
   try {
-    if (!(await handle.stat()).isFile()) {
-      warn(`${path}: skipped, it changed type while reading`);
-      return;
-    }
-    const size = stats.size;
-    const fields = headerFields(path, "0", stats, size);
+    const fields = headerFields(path, "0", stats, stats.size);
     out.push(encodeHeaders(fields));
     const offset = out.offset;
     const hash2 = createHash5("sha256");
     let shrank = false;
-    for (let left = size; left > 0; ) {
+    for (let left = stats.size; left > 0; ) {
       const piece = Buffer.allocUnsafe(Math.min(left, PIECE));
       if (await readFully(handle, piece) < piece.length) shrank = true;
       hash2.update(piece);
@@ -55166,23 +55237,29 @@ async function* writeFile(out, absolute, path, stats, facts, warn) {
       left -= piece.length;
       if (out.full) yield out.take();
     }
-    if (shrank) warn(`${path}: changed while reading; the missing end is stored as zero bytes`);
-    const padding = paddingOf2(size);
-    if (padding > 0) out.push(Buffer.alloc(padding));
-    const sha2562 = hash2.digest("hex");
-    facts.push({ path, type: "file", mode: fields.mode, mtime: fields.mtime, size, sha256: sha2562, offset });
+    if (shrank) warn(changedWhileReading(path));
+    pushPadding(out, stats.size);
+    const { mode, mtime, size } = fields;
+    facts.push({ path, type: "file", mode, mtime, size, sha256: hash2.digest("hex"), offset });
   } finally {
     await handle.close();
   }
 }
-async function openOrSkip(absolute, path, warn) {
-  try {
-    return await open3(absolute, constants3.O_RDONLY | constants3.O_NOFOLLOW | constants3.O_NONBLOCK);
-  } catch (error62) {
-    if (codeOf2(error62) !== "ENOENT") throw readError(path, error62);
-    warn(`${path}: skipped, it vanished while reading`);
-    return void 0;
+function changedWhileReading(path) {
+  return `${path}: changed while reading; the missing end is stored as zero bytes`;
+}
+function pushPadding(out, size) {
+  const padding = paddingOf2(size);
+  if (padding > 0) out.push(Buffer.alloc(padding));
+}
+async function openFile(absolute, path) {
+  const flags = constants3.O_RDONLY | constants3.O_NOFOLLOW | constants3.O_NONBLOCK;
+  const handle = await open3(absolute, flags);
+  if (!(await handle.stat()).isFile()) {
+    await handle.close();
+    throw Object.assign(new Error(`${path} changed type while reading`), { code: "ENOENT" });
   }
+  return handle;
 }
 async function readFully(handle, buffer) {
   let filled = 0;
@@ -55294,6 +55371,10 @@ function readError(path, error62) {
     "Give the backup user read permission on it, or exclude it."
   );
 }
+function isVanished(error62) {
+  const code = codeOf2(error62);
+  return code === "ENOENT" || code === "ENOTDIR";
+}
 function codeOf2(error62) {
   const code = error62?.code;
   return code ?? (error62 instanceof Error ? error62.message : String(error62));
@@ -55325,7 +55406,8 @@ var filesDriver = {
   },
   async restore(streams, directory, facts, context) {
     const [stream] = streams;
-    if (!stream || streams.length !== 1) throw new SourceError(`expected one tar stream, found ${streams.length}`);
+    if (!stream || streams.length !== 1)
+      throw new SourceError(`expected one tar stream, found ${streams.length}`);
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message)
     });
@@ -55335,7 +55417,10 @@ var filesDriver = {
       if (entry.type !== "file") continue;
       const actual = byPath.get(entry.path);
       if (!actual || actual.sha256 !== entry.sha256) {
-        throw new IntegrityError(entry.path, actual ? "restored content differs from the manifest" : "missing from the restored stream");
+        throw new IntegrityError(
+          entry.path,
+          actual ? "restored content differs from the manifest" : "missing from the restored stream"
+        );
       }
     }
     const summary = summarize("", restored);
@@ -55408,7 +55493,10 @@ var sqliteDriver = {
       const rows = database.prepare("PRAGMA integrity_check").all();
       const verdict = rows.map((row) => Object.values(row)[0]).join("; ");
       if (verdict !== "ok") {
-        throw new IntegrityError(expected.file, `restored database fails PRAGMA integrity_check: ${verdict}`);
+        throw new IntegrityError(
+          expected.file,
+          `restored database fails PRAGMA integrity_check: ${verdict}`
+        );
       }
       const actual = readFacts(database, expected.file, false);
       for (const [table, count] of Object.entries(expected.tables)) {
@@ -55420,7 +55508,9 @@ var sqliteDriver = {
         }
       }
       const tables = Object.keys(actual.tables).length;
-      return { description: `${basename(file2)} (${tables} table${tables === 1 ? "" : "s"}, integrity ok)` };
+      return {
+        description: `${basename(file2)} (${tables} table${tables === 1 ? "" : "s"}, integrity ok)`
+      };
     } finally {
       database.close();
     }
@@ -55434,7 +55524,9 @@ function readFacts(database, file2, close = true) {
     const tables = {};
     for (const { name } of names) {
       const quoted = `"${name.replaceAll('"', '""')}"`;
-      tables[name] = Number(database.prepare(`SELECT count(*) AS n FROM ${quoted}`).get().n);
+      tables[name] = Number(
+        database.prepare(`SELECT count(*) AS n FROM ${quoted}`).get().n
+      );
     }
     return { engine: "sqlite", version: version2, file: file2, pageSize, tables };
   } finally {
@@ -55443,7 +55535,8 @@ function readFacts(database, file2, close = true) {
 }
 function single(streams) {
   const [stream] = streams;
-  if (!stream || streams.length !== 1) throw new SourceError(`expected one database stream, found ${streams.length}`);
+  if (!stream || streams.length !== 1)
+    throw new SourceError(`expected one database stream, found ${streams.length}`);
   return stream;
 }
 function safeBaseName(name) {
@@ -55482,7 +55575,11 @@ var LocalStorage = class {
     await mkdir2(directory, { recursive: true });
     const temporary = `${path}.tmp-${randomBytes4(6).toString("hex")}`;
     try {
-      const handle = await open4(temporary, constants4.O_WRONLY | constants4.O_CREAT | constants4.O_EXCL, 420);
+      const handle = await open4(
+        temporary,
+        constants4.O_WRONLY | constants4.O_CREAT | constants4.O_EXCL,
+        420
+      );
       try {
         await handle.writeFile(data);
         await handle.sync();
@@ -55636,7 +55733,14 @@ async function backup(config3, options2, reporter, env) {
       groups.set(group2, groupWriter);
     }
     reporter.info(`backing up ${source.type} source '${source.name}'`);
-    const saved = await backupSource(source, context, repository, groupWriter, known, config3.compressionLevel);
+    const saved = await backupSource(
+      source,
+      context,
+      repository,
+      groupWriter,
+      known,
+      config3.compressionLevel
+    );
     indexSources.push({ name: source.name, type: source.type, group: group2, streams: saved.indexStreams });
     manifestSources.push({
       name: source.name,
@@ -55772,7 +55876,9 @@ async function check2(config3, options2, reporter, env) {
   for (const index2 of indexes) {
     const manifestSize = await repository.storage.stat(objectNames.manifest(index2.id));
     if (manifestSize?.size !== index2.manifest.size) {
-      problems.push(`${objectNames.manifest(index2.id)}: ${manifestSize ? "has the wrong size" : "is missing"}`);
+      problems.push(
+        `${objectNames.manifest(index2.id)}: ${manifestSize ? "has the wrong size" : "is missing"}`
+      );
     }
     for (const source of index2.sources) {
       for (const stream of source.streams) {
@@ -55781,9 +55887,13 @@ async function check2(config3, options2, reporter, env) {
           const actual = stored.get(id);
           if (actual === void 0) {
             missing.add(id);
-            problems.push(`${objectNames.chunk(id)}: is missing (snapshot ${index2.id.slice(0, 8)}, source ${source.name})`);
+            problems.push(
+              `${objectNames.chunk(id)}: is missing (snapshot ${index2.id.slice(0, 8)}, source ${source.name})`
+            );
           } else if (actual !== storedSize) {
-            problems.push(`${objectNames.chunk(id)}: has size ${actual}, the index records ${storedSize}`);
+            problems.push(
+              `${objectNames.chunk(id)}: has size ${actual}, the index records ${storedSize}`
+            );
           }
         }
       }
@@ -55797,9 +55907,14 @@ async function check2(config3, options2, reporter, env) {
     const opener = new ChunkOpener([readerKey]);
     const dedupKeys = /* @__PURE__ */ new Map();
     for (const group2 of new Set([...referenced.values()].map((c) => c.group))) {
-      dedupKeys.set(group2, await repository.dedupKey(group2, [readerKey], writer).catch((e) => void record2(e)));
+      dedupKeys.set(
+        group2,
+        await repository.dedupKey(group2, [readerKey], writer).catch((e) => void record2(e))
+      );
     }
-    const toRead = [...referenced].filter(([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group));
+    const toRead = [...referenced].filter(
+      ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)
+    );
     const results = mapOrdered(
       toRead,
       READ_CONCURRENCY,
@@ -55815,15 +55930,24 @@ async function check2(config3, options2, reporter, env) {
   }
   const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length;
   if (unreferencedChunks > 0) {
-    reporter.info(`${unreferencedChunks} chunk(s) are not referenced by any snapshot (an interrupted backup; prune removes them)`);
+    reporter.info(
+      `${unreferencedChunks} chunk(s) are not referenced by any snapshot (an interrupted backup; prune removes them)`
+    );
   }
-  return { snapshots: indexes.length, chunksReferenced: referenced.size, chunksRead, unreferencedChunks, problems };
+  return {
+    snapshots: indexes.length,
+    chunksReferenced: referenced.size,
+    chunksRead,
+    unreferencedChunks,
+    problems
+  };
 }
 async function readChunk(repository, opener, id, size, dedupKey) {
   try {
     await decodeChunk2(await repository.getChunk(id), id, size, opener, dedupKey);
   } catch (error62) {
-    if (error62 instanceof StorageError) throw new IntegrityError(objectNames.chunk(id), error62.message);
+    if (error62 instanceof StorageError)
+      throw new IntegrityError(objectNames.chunk(id), error62.message);
     throw error62;
   }
 }
@@ -55832,7 +55956,8 @@ async function readChunk(repository, opener, id, size, dedupKey) {
 async function init(config3, reporter, env) {
   const writer = await loadWriterKey(config3, env);
   const groups = /* @__PURE__ */ new Map();
-  for (const group2 of config3.keys.readers.keys()) groups.set(group2, await loadReaderKeys(config3, group2));
+  for (const group2 of config3.keys.readers.keys())
+    groups.set(group2, await loadReaderKeys(config3, group2));
   const storage = openStorage(config3.repository, config3.baseDirectory);
   let repository;
   let created = true;
@@ -55856,8 +55981,7 @@ async function init(config3, reporter, env) {
 }
 
 // src/commands/keys.ts
-import { constants as constants5 } from "node:fs";
-import { mkdir as mkdir3, open as open5 } from "node:fs/promises";
+import { access, mkdir as mkdir3, open as open5 } from "node:fs/promises";
 import { join as join6 } from "node:path";
 async function generateKeys(options2) {
   const label = options2.name ?? "kluis";
@@ -55876,8 +56000,8 @@ async function generateKeys(options2) {
   ];
   if (!options2.force) {
     for (const [name] of files) {
-      const exists = await open5(join6(options2.out, name), constants5.O_RDONLY).then(
-        async (handle) => (await handle.close(), true),
+      const exists = await access(join6(options2.out, name)).then(
+        () => true,
         () => false
       );
       if (exists) {
@@ -55900,8 +56024,16 @@ async function generateKeys(options2) {
   const path = (name) => join6(options2.out, name);
   return {
     directory: options2.out,
-    reader: { public: path("reader.asc"), private: path("reader.key"), fingerprint: reader.fingerprint },
-    writer: { public: path("writer.asc"), private: path("writer.key"), fingerprint: writer.fingerprint }
+    reader: {
+      public: path("reader.asc"),
+      private: path("reader.key"),
+      fingerprint: reader.fingerprint
+    },
+    writer: {
+      public: path("writer.asc"),
+      private: path("writer.key"),
+      fingerprint: writer.fingerprint
+    }
   };
 }
 
@@ -55912,11 +56044,11 @@ import { dirname as dirname3, join as join7, resolve as resolve4 } from "node:pa
 
 // src/repository/stream-reader.ts
 import { createHash as createHash7 } from "node:crypto";
-var READ_AHEAD = 4;
+var READ_AHEAD2 = 4;
 async function* readStream(repository, opener, dedupKey, stream, expected, label) {
   const hash2 = createHash7("sha256");
   let size = 0;
-  const chunks = mapOrdered(stream.chunks, READ_AHEAD, async ([id, plainSize]) => {
+  const chunks = mapOrdered(stream.chunks, READ_AHEAD2, async ([id, plainSize]) => {
     const message = await repository.getChunk(id);
     return decodeChunk2(message, id, plainSize, opener, dedupKey);
   });
@@ -55927,7 +56059,10 @@ async function* readStream(repository, opener, dedupKey, stream, expected, label
   }
   const sha2562 = hash2.digest("hex");
   if (size !== expected.size || sha2562 !== expected.sha256) {
-    throw new IntegrityError(label, "restored stream does not match the SHA-256 in the signed manifest");
+    throw new IntegrityError(
+      label,
+      "restored stream does not match the SHA-256 in the signed manifest"
+    );
   }
 }
 
@@ -55937,10 +56072,16 @@ async function selectSnapshot(repository, writer, choice) {
   if (choice.snapshot) {
     const matches = ids.filter((id) => id.startsWith(choice.snapshot));
     if (matches.length === 0) {
-      throw new ConfigError(`no snapshot ${choice.snapshot} in the repository`, "list them with `kluis snapshots`");
+      throw new ConfigError(
+        `no snapshot ${choice.snapshot} in the repository`,
+        "list them with `kluis snapshots`"
+      );
     }
     if (matches.length > 1) {
-      throw new ConfigError(`snapshot prefix ${choice.snapshot} is ambiguous`, "give more characters of the id");
+      throw new ConfigError(
+        `snapshot prefix ${choice.snapshot} is ambiguous`,
+        "give more characters of the id"
+      );
     }
     return repository.readIndex(matches[0], writer);
   }
@@ -55965,7 +56106,10 @@ async function selectSnapshot(repository, writer, choice) {
   if (!chosen) {
     const what = wanted.length > 0 ? ` with source ${wanted.join(", ")}` : "";
     const when = choice.at ? ` at or before ${choice.at.toISOString()}` : "";
-    throw new ConfigError(`no snapshot${what}${when} in the repository`, "list them with `kluis snapshots`");
+    throw new ConfigError(
+      `no snapshot${what}${when} in the repository`,
+      "list them with `kluis snapshots`"
+    );
   }
   return chosen;
 }
@@ -56001,7 +56145,11 @@ async function restore(config3, options2, reporter, env) {
     const restored = [];
     for (const source of index2.sources.filter((s) => wanted.includes(s.name))) {
       const facts = manifest.sources.find((s) => s.name === source.name);
-      if (!facts) throw new IntegrityError(`snapshots/${index2.id}.manifest.pgp`, `has no entry for source ${source.name}`);
+      if (!facts)
+        throw new IntegrityError(
+          `snapshots/${index2.id}.manifest.pgp`,
+          `has no entry for source ${source.name}`
+        );
       let dedupKey = dedupKeys.get(source.group);
       if (!dedupKey) {
         dedupKey = await repository.dedupKey(source.group, [readerKey], writer);
@@ -56010,15 +56158,26 @@ async function restore(config3, options2, reporter, env) {
       const streams = source.streams.map((stream) => {
         const expected = facts.streams.find((s) => s.name === stream.name);
         if (!expected) {
-          throw new IntegrityError(`snapshots/${index2.id}.manifest.pgp`, `has no stream ${source.name}/${stream.name}`);
+          throw new IntegrityError(
+            `snapshots/${index2.id}.manifest.pgp`,
+            `has no stream ${source.name}/${stream.name}`
+          );
         }
         const label = `snapshot ${index2.id.slice(0, 8)} source ${source.name} stream ${stream.name}`;
-        return { name: stream.name, data: readStream(repository, opener, dedupKey, stream, expected, label) };
+        return {
+          name: stream.name,
+          data: readStream(repository, opener, dedupKey, stream, expected, label)
+        };
       });
       reporter.info(`restoring ${source.type} source '${source.name}'`);
       const directory = join7(staging, source.name);
       await mkdir4(directory);
-      const summary = await driverFor(source.type).restore(streams, directory, facts.facts, context);
+      const summary = await driverFor(source.type).restore(
+        streams,
+        directory,
+        facts.facts,
+        context
+      );
       restored.push({
         name: source.name,
         type: source.type,
@@ -56027,7 +56186,11 @@ async function restore(config3, options2, reporter, env) {
         description: summary.description
       });
     }
-    await moveIntoPlace(staging, target, restored.map((s) => s.name));
+    await moveIntoPlace(
+      staging,
+      target,
+      restored.map((s) => s.name)
+    );
     return {
       snapshotId: index2.id,
       time: index2.time,
@@ -56042,7 +56205,8 @@ async function restore(config3, options2, reporter, env) {
 async function refuseNonEmpty(target, force) {
   const info = await stat5(target).catch(() => void 0);
   if (!info) return;
-  if (!info.isDirectory()) throw new RefusedError(`restore target ${target} exists and is not a directory`);
+  if (!info.isDirectory())
+    throw new RefusedError(`restore target ${target} exists and is not a directory`);
   if (!force && (await readdir3(target)).length > 0) {
     throw new RefusedError(
       `restore target ${target} is not empty`,
@@ -56082,6 +56246,33 @@ function summarize2(index2) {
     sources,
     size: sources.reduce((sum, source) => sum + source.size, 0)
   };
+}
+
+// src/core/format.ts
+function formatBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+function formatDuration(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}m${Math.round(seconds - minutes * 60)}s`;
+}
+function formatTime(iso) {
+  return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
+}
+function textTable(header, rows) {
+  const widths = header.map(
+    (cell, i2) => Math.max(cell.length, ...rows.map((row) => (row[i2] ?? "").length))
+  );
+  const line = (cells) => cells.map((cell, i2) => cell.padEnd(widths[i2] ?? 0)).join("  ").trimEnd();
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
 }
 
 // src/cli/main.ts
@@ -56127,7 +56318,10 @@ async function main(argv, env, io, version2) {
     try {
       parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     } catch (error62) {
-      throw new ConfigError(error62.message.split("\n")[0] ?? "bad arguments", "see `kluis --help`");
+      throw new ConfigError(
+        error62.message.split("\n")[0] ?? "bad arguments",
+        "see `kluis --help`"
+      );
     }
     const { values, positionals } = parsed;
     if (values.version) {
@@ -56153,7 +56347,8 @@ async function runCommand(command, rest, values, reporter, env, io) {
 ` : `${text()}
 `);
   if (command === "keys") return keysCommand(rest, values, env, print);
-  if (rest.length > 0) throw new ConfigError(`unexpected argument '${rest[0]}'`, "see `kluis --help`");
+  if (rest.length > 0)
+    throw new ConfigError(`unexpected argument '${rest[0]}'`, "see `kluis --help`");
   const config3 = await loadConfigFor(command, values.config, env);
   switch (command) {
     case "init": {
@@ -56233,7 +56428,8 @@ ${snapshots.length} snapshot(s)`
       );
     }
     case "check": {
-      if (values.key && !values["read-data"]) throw new ConfigError("--key is only used with --read-data");
+      if (values.key && !values["read-data"])
+        throw new ConfigError("--key is only used with --read-data");
       const result = await check2(
         config3,
         { readData: values["read-data"], ...values.key ? { keyPath: values.key } : {} },
@@ -56257,7 +56453,10 @@ ${snapshots.length} snapshot(s)`
 }
 async function keysCommand(rest, values, env, print) {
   if (rest[0] !== "generate" || rest.length > 1) {
-    throw new ConfigError(`unknown keys command '${rest.join(" ")}'`, "use `kluis keys generate --out DIR`");
+    throw new ConfigError(
+      `unknown keys command '${rest.join(" ")}'`,
+      "use `kluis keys generate --out DIR`"
+    );
   }
   if (!values.out) throw new ConfigError("keys generate needs --out DIR");
   const result = await generateKeys({
@@ -56288,7 +56487,10 @@ async function loadConfigFor(command, file2, env) {
 function parseTime(text, option) {
   const time3 = Date.parse(text);
   if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(time3)) {
-    throw new ConfigError(`${option} '${text}' is not a time`, "use ISO 8601, e.g. 2026-11-20T10:00:00Z");
+    throw new ConfigError(
+      `${option} '${text}' is not a time`,
+      "use ISO 8601, e.g. 2026-11-20T10:00:00Z"
+    );
   }
   return new Date(time3);
 }
@@ -56323,7 +56525,10 @@ function reportError(error62, io, env) {
 `);
   if (env.KLUIS_DEBUG && error62 instanceof Error && error62.stack) io.stderr(`${error62.stack}
 `);
-  else io.stderr("  hint: this is a bug in kluis; run again with KLUIS_DEBUG=1 and report the output\n");
+  else
+    io.stderr(
+      "  hint: this is a bug in kluis; run again with KLUIS_DEBUG=1 and report the output\n"
+    );
   return 1;
 }
 

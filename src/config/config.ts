@@ -195,7 +195,7 @@ export function requireWriterKey(config: KluisConfig): string {
   if (!config.keys.writer) {
     throw new ConfigError(
       'keys.writer is not set: backups are signed with the writer private key',
-      'set keys.writer to the key file, or to $' + '{KLUIS_WRITER_KEY} in CI',
+      'set keys.writer to the key file, or to ${KLUIS_WRITER_KEY} in CI',
     )
   }
   return config.keys.writer

@@ -6,7 +6,8 @@ import {
   timingSafeEqual,
 } from 'node:crypto'
 import * as openpgp from 'openpgp'
-import { IntegrityError, KeyError } from '../core/errors.js'
+import { IntegrityError } from '../core/errors.js'
+import { noMatchingKey } from './key-errors.js'
 import type { PrivateKey, PublicKey } from './keys.js'
 import { PacketFormatError, PacketTag, packetHeader, parsePackets } from './packets.js'
 
@@ -131,7 +132,7 @@ export class ChunkOpener {
     try {
       keys = await openpgp.decryptSessionKeys({ message, decryptionKeys: this.decryptionKeys })
     } catch {
-      throw noMatchingKey(message, object)
+      throw noMatchingKey(message, object, this.decryptionKeys)
     }
     const key = keys[0]
     if (key?.algorithm !== 'aes256') {
@@ -159,7 +160,8 @@ export class ChunkOpener {
       })
       return Buffer.from(result.data)
     } catch (error) {
-      if (/decryption key|session key/i.test(errorText(error))) throw noMatchingKey(parsed, object)
+      if (/decryption key|session key/i.test(errorText(error)))
+        throw noMatchingKey(parsed, object, this.decryptionKeys)
       throw new IntegrityError(object, `failed to decrypt (${errorText(error)})`)
     }
   }
@@ -193,17 +195,6 @@ function decryptSeipdV1(body: Buffer, sessionKey: Buffer, object: string): Buffe
   }
   const nameLength = literal.body[1] as number
   return literal.body.subarray(2 + nameLength + 4)
-}
-
-function noMatchingKey(message: openpgp.Message<Uint8Array>, object: string): KeyError {
-  const ids = message
-    .getEncryptionKeyIDs()
-    .map((id) => id.toHex().toUpperCase())
-    .join(', ')
-  return new KeyError(
-    `none of the given private keys can decrypt ${object} (it is encrypted to key ids ${ids})`,
-    'use a reader key of this repository (--key or KLUIS_READER_KEY)',
-  )
 }
 
 function errorText(error: unknown): string {

@@ -1,5 +1,6 @@
 import * as openpgp from 'openpgp'
-import { IntegrityError, KeyError } from '../core/errors.js'
+import { IntegrityError } from '../core/errors.js'
+import { noMatchingKey } from './key-errors.js'
 import type { PrivateKey, PublicKey } from './keys.js'
 
 /**
@@ -69,16 +70,8 @@ export async function decryptAndVerify(
     })
   } catch (error) {
     const text = error instanceof Error ? error.message : String(error)
-    if (/no decryption key|session key/i.test(text)) {
-      const ids = message
-        .getEncryptionKeyIDs()
-        .map((id) => id.toHex().toUpperCase())
-        .join(', ')
-      throw new KeyError(
-        `none of the given private keys can decrypt ${object} (it is encrypted to key ids ${ids})`,
-        'use a key whose public half is listed in the configuration',
-      )
-    }
+    if (/no decryption key|session key/i.test(text))
+      throw noMatchingKey(message, object, decryptionKeys)
     throw new IntegrityError(object, `failed to decrypt: ${text}`)
   }
   await checkSignatures(result.signatures, object)

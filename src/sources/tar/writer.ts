@@ -5,12 +5,12 @@
  * keeps the chunker's deduplication effective.
  */
 import { createHash } from 'node:crypto'
-import type { Stats } from 'node:fs'
+import type { Dirent, Stats } from 'node:fs'
 import { constants } from 'node:fs'
 import { type FileHandle, lstat, open, readdir, readlink, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { SourceError } from '../../core/errors.js'
-import { compileExcludes } from './glob.js'
+import { compileExcludes, type ExcludeMatcher } from './glob.js'
 import type { TarFact } from './types.js'
 
 export interface TarDirectoryOptions {
@@ -24,6 +24,10 @@ export interface TarDirectoryOptions {
 const BLOCK = 512
 /** Size of the buffers we yield and of file reads: big enough to keep per-yield costs low. */
 const PIECE = 1 << 20
+/** Files up to this size are read whole, ahead of time; larger ones are streamed in pieces. */
+const SMALL_FILE = 256 << 10
+/** Entries prepared concurrently; with SMALL_FILE this bounds read-ahead memory to 4 MiB. */
+const READ_AHEAD = 16
 /** Largest value of an 11-digit octal field (size, mtime): 8 GiB - 1. */
 const MAX_OCTAL_11 = 0o77777777777
 /** Largest value of a 7-digit octal field (mode, uid, gid). */
@@ -45,28 +49,16 @@ export async function* tarDirectory(
   options: TarDirectoryOptions,
 ): AsyncGenerator<Buffer> {
   const warn = options.onWarning ?? (() => {})
-  const excluded = compileExcludes(options.exclude ?? [])
+  const facts = options.facts
   await assertDirectory(root)
   const out = new Output()
-  // Pending entries, last on top; children are pushed in reverse so they pop in sorted order.
-  const stack = ((await listDirectory(root, '', warn)) ?? []).reverse()
-  while (stack.length > 0) {
-    const path = stack.pop() as string
-    const absolute = join(root, path)
-    const stats = await lstatOrSkip(absolute, path, warn)
-    if (!stats || excluded(path, stats.isDirectory())) continue
-    if (stats.isDirectory()) {
-      const children = await listDirectory(absolute, `${path}/`, warn)
-      if (!children) continue
-      writeDirectory(out, path, stats, options.facts)
-      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as string)
-    } else if (stats.isFile()) {
-      yield* writeFile(out, absolute, path, stats, options.facts, warn)
-    } else if (stats.isSymbolicLink()) {
-      await writeSymlink(out, absolute, path, stats, options.facts, warn)
-    } else {
-      warn(`${path}: skipped, sockets, FIFOs and devices are not backed up`)
-    }
+  const found = walk(root, compileExcludes(options.exclude ?? []), warn)
+  for await (const entry of readAhead(found)) {
+    if (entry.kind === 'skip') warn(entry.warning)
+    else if (entry.kind === 'directory') writeDirectory(out, entry.path, entry.stats, facts)
+    else if (entry.kind === 'symlink') writeSymlink(out, entry, facts)
+    else if (entry.content) writeSmallFile(out, entry, entry.content, facts, warn)
+    else yield* writeLargeFile(out, entry, facts, warn)
     if (out.full) yield out.take()
   }
   out.push(Buffer.alloc(2 * BLOCK)) // end-of-archive marker
@@ -109,21 +101,61 @@ async function assertDirectory(root: string): Promise<void> {
   if (!stats.isDirectory()) throw new SourceError(`${root} is not a directory`)
 }
 
+// ---------------------------------------------------------------------------------------------
+// Walking the tree
+
+interface Found {
+  path: string
+  absolute: string
+  isDirectory: boolean
+}
+
 /**
- * Child paths of a directory (prefix + name), sorted by the UTF-8 bytes of their names; undefined
- * when the directory vanished. Names that are not valid UTF-8 cannot be stored faithfully as a
- * PAX path, so they are skipped with a warning.
+ * Paths below root, depth-first, each directory's names sorted by their UTF-8 bytes. A directory
+ * is listed before it is returned, so one that vanished is skipped rather than half-written.
+ */
+async function* walk(
+  root: string,
+  excluded: ExcludeMatcher,
+  warn: (message: string) => void,
+): AsyncGenerator<Found> {
+  // Pending entries, last on top; children are pushed in reverse so they pop in sorted order.
+  const stack = ((await listDirectory(root, '', warn)) ?? []).reverse()
+  while (stack.length > 0) {
+    const { name, isDirectory } = stack.pop() as Listed
+    if (excluded(name, isDirectory)) continue
+    const found = { path: name, absolute: join(root, name), isDirectory }
+    if (isDirectory) {
+      const children = await listDirectory(found.absolute, `${name}/`, warn)
+      if (!children) continue
+      yield found
+      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i] as Listed)
+    } else {
+      yield found
+    }
+  }
+}
+
+interface Listed {
+  /** Path relative to root. */
+  name: string
+  isDirectory: boolean
+}
+
+/**
+ * A directory's children, sorted by the UTF-8 bytes of their names; undefined when it vanished.
+ * Names that are not valid UTF-8 cannot be stored faithfully as a PAX path, so they are skipped.
  */
 async function listDirectory(
   absolute: string,
   prefix: string,
   warn: (message: string) => void,
-): Promise<string[] | undefined> {
-  let names: Buffer[]
+): Promise<Listed[] | undefined> {
+  let dirents: Dirent<Buffer>[]
   try {
-    names = await readdir(absolute, { encoding: 'buffer' })
+    dirents = await readdir(absolute, { encoding: 'buffer', withFileTypes: true })
   } catch (error) {
-    if (codeOf(error) === 'ENOENT' && prefix !== '') {
+    if (isVanished(error) && prefix !== '') {
       warn(`${prefix}: skipped, the directory vanished while reading`)
       return undefined
     }
@@ -132,96 +164,153 @@ async function listDirectory(
       'Give the backup user read and execute permission on it, or exclude it.',
     )
   }
-  names.sort(Buffer.compare)
-  const paths: string[] = []
-  for (const raw of names) {
-    const name = raw.toString('utf8')
-    if (Buffer.from(name, 'utf8').equals(raw)) paths.push(prefix + name)
-    else warn(`${prefix}${name}: skipped, the name is not valid UTF-8`)
+  dirents.sort((a, b) => Buffer.compare(a.name, b.name))
+  const listed: Listed[] = []
+  for (const dirent of dirents) {
+    const name = dirent.name.toString('utf8')
+    if (Buffer.from(name, 'utf8').equals(dirent.name)) {
+      listed.push({ name: prefix + name, isDirectory: dirent.isDirectory() })
+    } else {
+      warn(`${prefix}${name}: skipped, the name is not valid UTF-8`)
+    }
   }
-  return paths
+  return listed
 }
 
-async function lstatOrSkip(
-  absolute: string,
-  path: string,
-  warn: (message: string) => void,
-): Promise<Stats | undefined> {
+// ---------------------------------------------------------------------------------------------
+// Reading ahead: lstat, readlink and small files, several at once
+
+type Prepared =
+  | { kind: 'skip'; warning: string }
+  | { kind: 'directory'; path: string; stats: Stats }
+  | { kind: 'symlink'; path: string; stats: Stats; target: string }
+  | FileEntry
+
+interface FileEntry {
+  kind: 'file'
+  path: string
+  absolute: string
+  stats: Stats
+  /** Read ahead for small files only. */
+  content?: Buffer
+  shrank?: boolean
+}
+
+/**
+ * Prepares up to READ_AHEAD entries concurrently and returns them in order: one file system
+ * call at a time costs ~100 µs per small file, which would cap throughput on trees of small files.
+ */
+async function* readAhead(found: AsyncIterable<Found>): AsyncGenerator<Prepared> {
+  const queue: Promise<Prepared>[] = []
+  for await (const item of found) {
+    const prepared = prepare(item)
+    prepared.catch(() => {}) // rethrown when its turn comes; no unhandled rejection meanwhile
+    queue.push(prepared)
+    if (queue.length >= READ_AHEAD) yield await (queue.shift() as Promise<Prepared>)
+  }
+  while (queue.length > 0) yield await (queue.shift() as Promise<Prepared>)
+}
+
+async function prepare({ path, absolute, isDirectory }: Found): Promise<Prepared> {
+  const vanished = { kind: 'skip', warning: `${path}: skipped, it vanished while reading` } as const
   try {
-    return await lstat(absolute)
+    const stats = await lstat(absolute)
+    if (stats.isDirectory() !== isDirectory) {
+      return { kind: 'skip', warning: `${path}: skipped, it changed type while reading` }
+    }
+    if (stats.isDirectory()) return { kind: 'directory', path, stats }
+    if (stats.isSymbolicLink()) {
+      return { kind: 'symlink', path, stats, target: await readlink(absolute) }
+    }
+    if (!stats.isFile()) {
+      return {
+        kind: 'skip',
+        warning: `${path}: skipped, sockets, FIFOs and devices are not backed up`,
+      }
+    }
+    if (stats.size > SMALL_FILE) return { kind: 'file', path, absolute, stats }
+    const { content, shrank } = await readSmallFile(absolute, path, stats.size)
+    return { kind: 'file', path, absolute, stats, content, shrank }
   } catch (error) {
-    if (codeOf(error) !== 'ENOENT') throw readError(path, error)
-    warn(`${path}: skipped, it vanished while reading`)
-    return undefined
+    if (isVanished(error)) return vanished
+    throw readError(path, error)
   }
 }
+
+/** The first `size` bytes of the file, zero-padded if it shrank. */
+async function readSmallFile(absolute: string, path: string, size: number) {
+  const handle = await openFile(absolute, path)
+  try {
+    const content = Buffer.allocUnsafe(size)
+    const shrank = (await readFully(handle, content)) < size
+    return { content, shrank }
+  } finally {
+    await handle.close()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing entries
 
 function writeDirectory(out: Output, path: string, stats: Stats, facts: TarFact[]): void {
   const fields = headerFields(`${path}/`, '5', stats, 0)
-  facts.push({
-    path,
-    type: 'directory',
-    mode: fields.mode,
-    mtime: fields.mtime,
-    size: 0,
-    offset: out.offset,
-  })
+  const { mode, mtime } = fields
+  facts.push({ path, type: 'directory', mode, mtime, size: 0, offset: out.offset })
   out.push(encodeHeaders(fields))
 }
 
-async function writeSymlink(
+function writeSymlink(
   out: Output,
-  absolute: string,
-  path: string,
-  stats: Stats,
+  { path, stats, target }: { path: string; stats: Stats; target: string },
+  facts: TarFact[],
+): void {
+  const fields = { ...headerFields(path, '2', stats, 0), linkpath: target }
+  const { mode, mtime } = fields
+  facts.push({ path, type: 'symlink', mode, mtime, size: 0, target, offset: out.offset })
+  out.push(encodeHeaders(fields))
+}
+
+function writeSmallFile(
+  out: Output,
+  { path, stats, shrank }: FileEntry,
+  content: Buffer,
   facts: TarFact[],
   warn: (message: string) => void,
-): Promise<void> {
-  let target: string
-  try {
-    target = await readlink(absolute)
-  } catch (error) {
-    if (codeOf(error) !== 'ENOENT') throw readError(path, error)
-    warn(`${path}: skipped, it vanished while reading`)
-    return
-  }
-  const fields = { ...headerFields(path, '2', stats, 0), linkpath: target }
-  facts.push({
-    path,
-    type: 'symlink',
-    mode: fields.mode,
-    mtime: fields.mtime,
-    size: 0,
-    target,
-    offset: out.offset,
-  })
+): void {
+  if (shrank) warn(changedWhileReading(path))
+  const fields = headerFields(path, '0', stats, stats.size)
   out.push(encodeHeaders(fields))
+  const offset = out.offset
+  out.push(content)
+  pushPadding(out, stats.size)
+  const sha256 = createHash('sha256').update(content).digest('hex')
+  const { mode, mtime, size } = fields
+  facts.push({ path, type: 'file', mode, mtime, size, sha256, offset })
 }
 
-/** Header and content of a regular file; hard links are stored as separate files. */
-async function* writeFile(
+/** Header and content in pieces of PIECE bytes; hard links are stored as separate files. */
+async function* writeLargeFile(
   out: Output,
-  absolute: string,
-  path: string,
-  stats: Stats,
+  { path, absolute, stats }: FileEntry,
   facts: TarFact[],
   warn: (message: string) => void,
 ): AsyncGenerator<Buffer> {
-  const handle = await openOrSkip(absolute, path, warn)
-  if (!handle) return
+  let handle: FileHandle
   try {
-    if (!(await handle.stat()).isFile()) {
-      warn(`${path}: skipped, it changed type while reading`)
-      return
-    }
+    handle = await openFile(absolute, path)
+  } catch (error) {
+    if (!isVanished(error)) throw readError(path, error)
+    warn(`${path}: skipped, it vanished while reading`)
+    return
+  }
+  try {
     // The size from lstat is what the header promises; later growth is not read.
-    const size = stats.size
-    const fields = headerFields(path, '0', stats, size)
+    const fields = headerFields(path, '0', stats, stats.size)
     out.push(encodeHeaders(fields))
     const offset = out.offset
     const hash = createHash('sha256')
     let shrank = false
-    for (let left = size; left > 0; ) {
+    for (let left = stats.size; left > 0; ) {
       const piece = Buffer.allocUnsafe(Math.min(left, PIECE))
       if ((await readFully(handle, piece)) < piece.length) shrank = true
       hash.update(piece)
@@ -229,30 +318,35 @@ async function* writeFile(
       left -= piece.length
       if (out.full) yield out.take()
     }
-    if (shrank) warn(`${path}: changed while reading; the missing end is stored as zero bytes`)
-    const padding = paddingOf(size)
-    if (padding > 0) out.push(Buffer.alloc(padding))
-    const sha256 = hash.digest('hex')
-    facts.push({ path, type: 'file', mode: fields.mode, mtime: fields.mtime, size, sha256, offset })
+    if (shrank) warn(changedWhileReading(path))
+    pushPadding(out, stats.size)
+    const { mode, mtime, size } = fields
+    facts.push({ path, type: 'file', mode, mtime, size, sha256: hash.digest('hex'), offset })
   } finally {
     await handle.close()
   }
 }
 
-async function openOrSkip(
-  absolute: string,
-  path: string,
-  warn: (message: string) => void,
-): Promise<FileHandle | undefined> {
-  try {
-    // In case the file was replaced since lstat: O_NOFOLLOW does not read a symlink's target,
-    // O_NONBLOCK does not hang on a FIFO.
-    return await open(absolute, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK)
-  } catch (error) {
-    if (codeOf(error) !== 'ENOENT') throw readError(path, error)
-    warn(`${path}: skipped, it vanished while reading`)
-    return undefined
+function changedWhileReading(path: string): string {
+  return `${path}: changed while reading; the missing end is stored as zero bytes`
+}
+
+function pushPadding(out: Output, size: number): void {
+  const padding = paddingOf(size)
+  if (padding > 0) out.push(Buffer.alloc(padding))
+}
+
+/** Opens a file found by lstat, refusing anything that is no longer a regular file. */
+async function openFile(absolute: string, path: string): Promise<FileHandle> {
+  // In case it was replaced since lstat: O_NOFOLLOW does not read a symlink's target,
+  // O_NONBLOCK does not hang on a FIFO.
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK
+  const handle = await open(absolute, flags)
+  if (!(await handle.stat()).isFile()) {
+    await handle.close()
+    throw Object.assign(new Error(`${path} changed type while reading`), { code: 'ENOENT' })
   }
+  return handle
 }
 
 /** Fills `buffer` from the file's current position; zero-fills what the file no longer has. */
@@ -380,6 +474,12 @@ function readError(path: string, error: unknown): SourceError {
     `cannot read ${path}: ${codeOf(error)}`,
     'Give the backup user read permission on it, or exclude it.',
   )
+}
+
+/** The entry disappeared (or a parent was replaced by a file) since it was listed. */
+function isVanished(error: unknown): boolean {
+  const code = codeOf(error)
+  return code === 'ENOENT' || code === 'ENOTDIR'
 }
 
 function codeOf(error: unknown): string {

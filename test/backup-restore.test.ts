@@ -1,0 +1,195 @@
+import { createHash } from 'node:crypto'
+import {
+  appendFile,
+  chmod,
+  lstat,
+  mkdir,
+  readFile,
+  readlink,
+  stat,
+  symlink,
+  utimes,
+  writeFile,
+} from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createProject, type Project, sqlite } from './support/project.js'
+
+const sha256 = async (file: string) =>
+  createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex')
+
+describe('backup and restore with the example configuration', () => {
+  let project: Project
+  beforeAll(async () => {
+    project = await createProject()
+    const uploads = join(project.dir, 'data', 'uploads')
+    await writeFile(join(uploads, 'run.sh'), '#!/bin/sh\necho hi\n')
+    await chmod(join(uploads, 'run.sh'), 0o750)
+    await writeFile(join(uploads, 'ñandú 日本語.txt'), 'unicode name\n')
+    await mkdir(join(uploads, 'empty-dir'))
+    await symlink('docs/readme.txt', join(uploads, 'link-to-readme'))
+    await utimes(join(uploads, 'docs', 'readme.txt'), 1_700_000_000, 1_700_000_000)
+    expect((await project.run(['init'])).code).toBe(0)
+  })
+  afterAll(() => project.cleanup())
+
+  it('restores the database and the folder exactly as they were', async () => {
+    const backup = await project.run(['backup', '--json'])
+    expect(backup.stderr).not.toContain('error')
+    expect(backup.code).toBe(0)
+    const result = JSON.parse(backup.stdout)
+    expect(result.snapshotId).toMatch(/^[0-9a-f]{32}$/)
+    expect(result.sources.map((s: { name: string }) => s.name)).toEqual(['app-db', 'uploads'])
+
+    const restored = await project.run(['restore', '--target', 'out', '--key', 'keys/reader.key'])
+    expect(restored.stderr).toBe(restored.stderr.replace(/kluis:/, 'X')) // no error line
+    expect(restored.code).toBe(0)
+
+    const out = join(project.dir, 'out')
+    const rows = sqlite(join(out, 'app-db', 'app.db'), [
+      'SELECT count(*), sum(length(bio)) FROM users',
+    ])
+    expect(rows.trim()).toBe('2000|400000')
+    const uploads = join(project.dir, 'data', 'uploads')
+    for (const name of ['docs/readme.txt', 'run.sh', 'ñandú 日本語.txt']) {
+      expect(await sha256(join(out, 'uploads', name))).toBe(await sha256(join(uploads, name)))
+    }
+    expect((await stat(join(out, 'uploads', 'run.sh'))).mode & 0o7777).toBe(0o750)
+    expect((await stat(join(out, 'uploads', 'docs', 'readme.txt'))).mtimeMs).toBe(1_700_000_000_000)
+    expect((await stat(join(out, 'uploads', 'empty-dir'))).isDirectory()).toBe(true)
+    expect(await readlink(join(out, 'uploads', 'link-to-readme'))).toBe('docs/readme.txt')
+    await expect(lstat(join(out, 'uploads', 'scratch.tmp'))).rejects.toThrow() // excluded
+  })
+
+  it('lists snapshots, as a table and as JSON', async () => {
+    const table = await project.run(['snapshots'])
+    expect(table.code).toBe(0)
+    expect(table.stdout).toMatch(/ID\s+Time \(UTC\)\s+Host\s+Sources\s+Size/)
+    expect(table.stdout).toContain('app-db, uploads')
+    const json = JSON.parse((await project.run(['snapshots', '--json'])).stdout)
+    expect(json.length).toBeGreaterThan(0)
+    expect(json[0].sources.map((s: { name: string }) => s.name)).toEqual(['app-db', 'uploads'])
+  })
+
+  it('a second backup of unchanged data adds less than 1% of its size', async () => {
+    const second = JSON.parse((await project.run(['backup', '--json'])).stdout)
+    expect(second.bytesTotal).toBeGreaterThan(0)
+    expect(second.dataAdded).toBe(0)
+    expect(second.bytesAdded / second.bytesTotal).toBeLessThan(0.01)
+  })
+
+  it('restores one source of a chosen snapshot or point in time', async () => {
+    const [first] = JSON.parse((await project.run(['snapshots', '--json'])).stdout)
+    const bySnapshot = await project.run([
+      'restore',
+      '--snapshot',
+      first.id.slice(0, 8),
+      '--source',
+      'uploads',
+      '--target',
+      'only-uploads',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(bySnapshot.code).toBe(0)
+    expect(
+      await readFile(join(project.dir, 'only-uploads', 'uploads', 'docs', 'readme.txt'), 'utf8'),
+    ).toBe('hello uploads\n')
+    await expect(stat(join(project.dir, 'only-uploads', 'app-db'))).rejects.toThrow()
+
+    const atFirst = await project.run([
+      'restore',
+      '--at',
+      first.time,
+      '--target',
+      'at-first',
+      '--key',
+      'keys/reader.key',
+      '--json',
+    ])
+    expect(atFirst.code).toBe(0)
+    expect(JSON.parse(atFirst.stdout).snapshotId).toBe(first.id)
+    const tooEarly = await project.run([
+      'restore',
+      '--at',
+      '2001-01-01T00:00:00Z',
+      '--target',
+      'x',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(tooEarly.code).toBe(2)
+    expect(tooEarly.stderr).toContain('no snapshot at or before 2001-01-01T00:00:00.000Z')
+  })
+
+  it('refuses a non-empty target unless --force, and --force replaces the restored sources', async () => {
+    const target = join(project.dir, 'busy')
+    await mkdir(join(target, 'uploads'), { recursive: true })
+    await writeFile(join(target, 'uploads', 'stale.txt'), 'old')
+    const refused = await project.run(['restore', '--target', 'busy', '--key', 'keys/reader.key'])
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain('is not empty')
+    expect(refused.stderr).toContain('--force')
+    const forced = await project.run([
+      'restore',
+      '--target',
+      'busy',
+      '--key',
+      'keys/reader.key',
+      '--force',
+    ])
+    expect(forced.code).toBe(0)
+    await expect(stat(join(target, 'uploads', 'stale.txt'))).rejects.toThrow()
+    expect(await readFile(join(target, 'uploads', 'docs', 'readme.txt'), 'utf8')).toBe(
+      'hello uploads\n',
+    )
+  })
+})
+
+describe('incremental backups', () => {
+  let project: Project
+  beforeAll(async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+  })
+  afterAll(() => project.cleanup())
+
+  it('after changing 1% of the rows and 1% of the files, adds at most a few percent', async () => {
+    // Enough data that 1% spans less than a chunk: 100 files of 512 KiB, a ~60 MiB database.
+    const bulk = join(project.dir, 'data', 'uploads', 'bulk')
+    await mkdir(bulk, { recursive: true })
+    for (let i = 0; i < 100; i++) {
+      await writeFile(join(bulk, `f${String(i).padStart(3, '0')}.bin`), pseudoRandom(512 * 1024, i))
+    }
+    const database = join(project.dir, 'data', 'app.db')
+    sqlite(database, [
+      "INSERT INTO users(name, bio) SELECT 'bulk ' || value, randomblob(300) FROM generate_series(1, 200000)",
+    ])
+    const base = JSON.parse((await project.run(['backup', '--json'])).stdout)
+    expect(base.bytesTotal).toBeGreaterThan(100 * 1024 * 1024)
+
+    // 1% of the rows (a range of ids: an application's recent records) and 1 file in 100.
+    sqlite(database, [
+      "UPDATE users SET name = name || ' changed' WHERE id BETWEEN 100000 AND 102020",
+    ])
+    await appendFile(join(bulk, 'f042.bin'), 'changed')
+    const changed = JSON.parse((await project.run(['backup', '--json'])).stdout)
+    for (const source of changed.sources) {
+      expect(source.dataAdded / source.size, source.name).toBeLessThan(0.05)
+    }
+    expect(changed.bytesAdded / changed.bytesTotal).toBeLessThan(0.05)
+  })
+})
+
+/** Deterministic incompressible bytes (so dedup, not compression, is what the test sees). */
+function pseudoRandom(size: number, seed: number): Buffer {
+  const out = Buffer.alloc(size)
+  let block = createHash('sha256').update(`seed ${seed}`).digest()
+  for (let offset = 0; offset < size; offset += 32) {
+    block.copy(out, offset)
+    block = createHash('sha256').update(block).digest()
+  }
+  return out
+}
