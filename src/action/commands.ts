@@ -1,0 +1,85 @@
+import { type BackupResult, backup } from '../commands/backup.js'
+import { type CheckResult, check } from '../commands/check.js'
+import { type RestoreResult, restore } from '../commands/restore.js'
+import { listSnapshots, type SnapshotSummary } from '../commands/snapshots.js'
+import { loadConfig } from '../config/config.js'
+import { formatBytes, formatDuration, formatTime } from '../core/format.js'
+import type { Reporter } from '../core/reporter.js'
+import type { ActionSettings } from './inputs.js'
+
+/** What a command produced, tagged so outputs and the summary can tell them apart. */
+export type CommandResult =
+  | { command: 'backup'; result: BackupResult }
+  | { command: 'snapshots'; snapshots: SnapshotSummary[] }
+  | { command: 'restore'; result: RestoreResult }
+  | { command: 'check'; result: CheckResult }
+
+/** Runs the chosen command like the CLI does, logging a short result through the reporter. */
+export async function runCommand(
+  settings: ActionSettings,
+  reporter: Reporter,
+  env: NodeJS.ProcessEnv,
+): Promise<CommandResult> {
+  const config = await loadConfig(settings.config, env)
+  switch (settings.command) {
+    case 'backup': {
+      const result = await backup(
+        config,
+        settings.sources.length > 0 ? { sources: settings.sources } : {},
+        reporter,
+        env,
+      )
+      reporter.info(
+        `snapshot ${result.snapshotId} saved: ${formatBytes(result.bytesAdded)} added ` +
+          `for ${formatBytes(result.bytesTotal)} processed in ${formatDuration(result.durationSeconds)}`,
+      )
+      return { command: 'backup', result }
+    }
+    case 'snapshots': {
+      const snapshots = await listSnapshots(config, reporter)
+      for (const s of snapshots) {
+        reporter.info(`${s.id.slice(0, 8)}  ${formatTime(s.time)}  ${s.host}  ${formatBytes(s.size)}`)
+      }
+      reporter.info(`${snapshots.length} snapshot(s)`)
+      return { command: 'snapshots', snapshots }
+    }
+    case 'restore': {
+      const result = await restore(
+        config,
+        {
+          // readInputs made sure a restore has a target.
+          target: settings.target ?? '',
+          force: settings.force,
+          ...(settings.keyPath ? { keyPath: settings.keyPath } : {}),
+          ...(settings.snapshot ? { snapshot: settings.snapshot } : {}),
+          ...(settings.at ? { at: settings.at } : {}),
+          ...(settings.sources.length > 0 ? { sources: settings.sources } : {}),
+        },
+        reporter,
+        env,
+      )
+      for (const s of result.sources) reporter.info(`${s.name}: ${s.description} → ${s.path}`)
+      reporter.info(
+        `restored snapshot ${result.snapshotId} of ${formatTime(result.time)} in ${formatDuration(result.durationSeconds)}`,
+      )
+      return { command: 'restore', result }
+    }
+    case 'check': {
+      const result = await check(
+        config,
+        {
+          readData: settings.readData,
+          ...(settings.keyPath ? { keyPath: settings.keyPath } : {}),
+        },
+        reporter,
+        env,
+      )
+      for (const problem of result.problems) reporter.info(`problem: ${problem}`)
+      reporter.info(
+        `${result.snapshots} snapshot(s), ${result.chunksReferenced} chunk(s) referenced, ` +
+          `${result.chunksRead} read; ${result.problems.length} problem(s)`,
+      )
+      return { command: 'check', result }
+    }
+  }
+}

@@ -1,0 +1,21 @@
+import type { CommandResult } from './commands.js'
+
+/** The step outputs action.yml declares, for the command that ran. */
+export function outputsFor(outcome: CommandResult, durationSeconds: number): Record<string, string> {
+  const duration = { 'duration-seconds': durationSeconds.toFixed(1) }
+  switch (outcome.command) {
+    case 'backup':
+      return {
+        'snapshot-id': outcome.result.snapshotId,
+        'bytes-added': String(outcome.result.bytesAdded),
+        'bytes-total': String(outcome.result.bytesTotal),
+        ...duration,
+      }
+    case 'restore':
+      return { 'snapshot-id': outcome.result.snapshotId, ...duration }
+    case 'check':
+      return { problems: String(outcome.result.problems.length), ...duration }
+    case 'snapshots':
+      return duration
+  }
+}
