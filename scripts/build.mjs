@@ -9,8 +9,7 @@ const check = process.argv.includes('--check')
 const outdir = check ? mkdtempSync(join(tmpdir(), 'kluis-dist-')) : 'dist'
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'))
 
-await build({
-  entryPoints: { cli: 'src/cli/index.ts', action: 'src/action/index.ts' },
+const common = {
   outdir,
   bundle: true,
   platform: 'node',
@@ -21,29 +20,39 @@ await build({
   legalComments: 'none',
   logLevel: 'warning',
   define: { KLUIS_VERSION: JSON.stringify(version) },
+}
+
+await build({
+  ...common,
+  entryPoints: { 'cli-main': 'src/cli/index.ts', action: 'src/action/index.ts' },
   // Bundled CommonJS dependencies call require(): give the ESM bundle one.
   banner: {
     js: "import { createRequire as __kluisCreateRequire } from 'node:module'; const require = __kluisCreateRequire(import.meta.url);",
   },
 })
+// The `kluis` bin: a tiny launcher that checks the Node version before loading cli-main.js.
+await build({ ...common, entryPoints: { cli: 'src/cli/bin.ts' } })
 
 if (check) {
   const stale = []
-  for (const name of readdirSync(outdir)) {
-    let committed
-    try {
-      committed = readFileSync(join('dist', name))
-    } catch {
-      committed = undefined
-    }
-    if (!committed?.equals(readFileSync(join(outdir, name)))) stale.push(`dist/${name}`)
+  const fresh = readdirSync(outdir)
+  for (const name of new Set([...fresh, ...readdirSync('dist')])) {
+    const built = fresh.includes(name) ? readFileSync(join(outdir, name)) : undefined
+    const committed = tryRead(join('dist', name))
+    if (!built || !committed?.equals(built)) stale.push(`dist/${name}`)
   }
   rmSync(outdir, { recursive: true, force: true })
   if (stale.length > 0) {
-    console.error(
-      `dist/ is stale: ${stale.join(', ')} differ from a fresh build. Run \`npm run build\` and commit dist/.`,
-    )
+    console.error(`dist/ is stale: ${stale.join(', ')} differ from a fresh build. Run \`npm run build\` and commit dist/.`)
     process.exit(1)
   }
   console.log('dist/ is current')
+}
+
+function tryRead(path) {
+  try {
+    return readFileSync(path)
+  } catch {
+    return undefined
+  }
 }

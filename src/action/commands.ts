@@ -38,7 +38,9 @@ export async function runCommand(
     case 'snapshots': {
       const snapshots = await listSnapshots(config, reporter)
       for (const s of snapshots) {
-        reporter.info(`${s.id.slice(0, 8)}  ${formatTime(s.time)}  ${s.host}  ${formatBytes(s.size)}`)
+        reporter.info(
+          `${s.id.slice(0, 8)}  ${formatTime(s.time)}  ${s.host}  ${formatBytes(s.size)}`,
+        )
       }
       reporter.info(`${snapshots.length} snapshot(s)`)
       return { command: 'snapshots', snapshots }

@@ -45,9 +45,7 @@ export function readInputs(): ActionSettings {
 function parseCommand(value: string): Command {
   const command = COMMANDS.find((name) => name === value)
   if (!command) {
-    throw new ConfigError(
-      `Invalid command '${value}'. Expected one of: ${COMMANDS.join(', ')}.`,
-    )
+    throw new ConfigError(`Invalid command '${value}'. Expected one of: ${COMMANDS.join(', ')}.`)
   }
   return command
 }

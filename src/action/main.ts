@@ -1,1 +1,48 @@
-export async function run() {}
+import * as core from '@actions/core'
+import { KluisError } from '../core/errors.js'
+import { runCommand } from './commands.js'
+import { readInputs } from './inputs.js'
+import { outputsFor } from './outputs.js'
+import { withCommandsStopped } from './reporter.js'
+import { maskSecrets } from './secrets.js'
+import { writeSummary } from './summary.js'
+
+/**
+ * The action's boundary with GitHub Actions: inputs in; log, outputs and job summary out; one
+ * catch that fails the step. Everything else is the same core the CLI runs.
+ */
+export async function run(): Promise<void> {
+  // First of all: nothing may reach the log before the runner knows what to mask.
+  maskSecrets(process.env)
+  try {
+    const settings = readInputs()
+    const started = performance.now()
+    const outcome = await withCommandsStopped((reporter) =>
+      runCommand(settings, reporter, process.env),
+    )
+    const seconds = (performance.now() - started) / 1000
+    for (const [name, value] of Object.entries(outputsFor(outcome, seconds))) {
+      core.setOutput(name, value)
+    }
+    await writeSummary(outcome)
+    // Like the CLI, a check that finds problems fails; outputs and summary are written first.
+    if (outcome.command === 'check' && outcome.result.problems.length > 0) {
+      core.setFailed(
+        `check found ${outcome.result.problems.length} problem(s)\n` +
+          'hint: the job summary and the log list them',
+      )
+    }
+  } catch (error) {
+    fail(error)
+  }
+}
+
+function fail(error: unknown): void {
+  if (error instanceof KluisError) {
+    core.setFailed(error.hint ? `${error.message}\nhint: ${error.hint}` : error.message)
+    return
+  }
+  // Not ours: the message only. The stack goes to the debug log (shown with step debugging).
+  core.setFailed(error instanceof Error ? error.message : String(error))
+  if (error instanceof Error && error.stack) core.debug(error.stack)
+}

@@ -1,7 +1,10 @@
 import type { CommandResult } from './commands.js'
 
 /** The step outputs action.yml declares, for the command that ran. */
-export function outputsFor(outcome: CommandResult, durationSeconds: number): Record<string, string> {
+export function outputsFor(
+  outcome: CommandResult,
+  durationSeconds: number,
+): Record<string, string> {
   const duration = { 'duration-seconds': durationSeconds.toFixed(1) }
   switch (outcome.command) {
     case 'backup':

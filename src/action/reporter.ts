@@ -36,7 +36,8 @@ export async function withCommandsStopped<T>(work: (reporter: Reporter) => Promi
 }
 
 function annotate(warnings: string[]): void {
-  const shown = warnings.length <= MAX_ANNOTATIONS ? warnings : warnings.slice(0, MAX_ANNOTATIONS - 1)
+  const shown =
+    warnings.length <= MAX_ANNOTATIONS ? warnings : warnings.slice(0, MAX_ANNOTATIONS - 1)
   for (const warning of shown) core.warning(warning)
   const rest = warnings.length - shown.length
   if (rest > 0) core.warning(`${rest} more warning(s); the job log has all of them`)

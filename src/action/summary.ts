@@ -2,7 +2,7 @@ import * as core from '@actions/core'
 import { formatBytes, formatDuration, formatTime } from '../core/format.js'
 import type { CommandResult } from './commands.js'
 
-type Row = core.SummaryTableRow
+type Row = Parameters<typeof core.summary.addTable>[0][number]
 
 /** A step's summary is limited to 1 MiB; a badly damaged repository can have many problems. */
 const MAX_LISTED_PROBLEMS = 500
@@ -33,7 +33,13 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
         .addTable([
           header('Source', 'Type', 'Size', 'New chunks', 'Stored'),
           ...rows,
-          ['<strong>Total</strong>', '', formatBytes(result.bytesTotal), `${newChunks} of ${chunks}`, formatBytes(stored)],
+          [
+            '<strong>Total</strong>',
+            '',
+            formatBytes(result.bytesTotal),
+            `${newChunks} of ${chunks}`,
+            formatBytes(stored),
+          ],
         ])
         .addRaw(
           `<p>Snapshot <code>${result.snapshotId}</code> of ${html(formatTime(result.time))} UTC ` +
@@ -84,21 +90,30 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
     }
     case 'check': {
       const { result } = outcome
-      summary.addHeading('kluis check', 2).addTable([
-        header('Snapshots', 'Chunks referenced', 'Chunks read', 'Unreferenced chunks', 'Problems'),
-        [
-          String(result.snapshots),
-          String(result.chunksReferenced),
-          String(result.chunksRead),
-          String(result.unreferencedChunks),
-          String(result.problems.length),
-        ],
-      ])
+      summary
+        .addHeading('kluis check', 2)
+        .addTable([
+          header(
+            'Snapshots',
+            'Chunks referenced',
+            'Chunks read',
+            'Unreferenced chunks',
+            'Problems',
+          ),
+          [
+            String(result.snapshots),
+            String(result.chunksReferenced),
+            String(result.chunksRead),
+            String(result.unreferencedChunks),
+            String(result.problems.length),
+          ],
+        ])
       if (result.problems.length === 0) summary.addRaw('<p>No problems found.</p>', true)
       else {
         summary.addList(result.problems.slice(0, MAX_LISTED_PROBLEMS).map(html))
         const rest = result.problems.length - MAX_LISTED_PROBLEMS
-        if (rest > 0) summary.addRaw(`<p>… and ${rest} more; the job log has all of them.</p>`, true)
+        if (rest > 0)
+          summary.addRaw(`<p>… and ${rest} more; the job log has all of them.</p>`, true)
       }
       break
     }

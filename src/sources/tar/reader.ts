@@ -34,6 +34,8 @@ const BLOCK = 512
 const MAX_META_SIZE = 1 << 20
 /** Symlinks followed while resolving one target before we call it a loop. */
 const MAX_SYMLINK_HOPS = 40
+/** Files whose attributes are being set while we write the next ones. */
+const BACKGROUND_LIMIT = 16
 
 export async function extractTar(
   stream: AsyncIterable<Buffer>,
@@ -44,6 +46,9 @@ export async function extractTar(
   const extractor = new Extractor(resolve(dest), options.onWarning ?? (() => {}))
   try {
     await extractor.extractAll(input)
+  } catch (error) {
+    await extractor.settle().catch(() => {}) // close files before reporting the first error
+    throw error
   } finally {
     await input.close()
   }
@@ -314,6 +319,7 @@ class Extractor {
   private readonly symlinks = new Map<string, PendingSymlink>()
   /** Symlinks refused for an absolute target; still nothing may be written below them. */
   private readonly refusedSymlinks = new Set<string>()
+  private readonly background = new Background(BACKGROUND_LIMIT)
 
   /**
    * As root, like GNU tar, restore numeric owners: otherwise a setuid file would come back
@@ -427,16 +433,28 @@ class Extractor {
         hash.update(piece)
         await writeFully(handle, piece)
       }
+    } catch (error) {
+      await handle.close()
+      throw error
+    }
+    // Attributes are set while we go on with the next entries: it halves the time per small file.
+    await this.background.add(this.finishFile(handle, entry))
+    const sha256 = hash.digest('hex')
+    const { mode, mtime, size } = entry
+    this.setFact({ path, type: 'file', mode, mtime, size, sha256, offset })
+  }
+
+  private async finishFile(handle: FileHandle, entry: Entry): Promise<void> {
+    try {
       // After writing, and after chown: both would clear setuid/setgid.
       if (this.restoreOwners) await handle.chown(entry.owner.uid, entry.owner.gid)
       await handle.chmod(entry.mode)
       await handle.utimes(entry.mtime, entry.mtime)
+    } catch (error) {
+      throw writeError(entry.name, error)
     } finally {
       await handle.close()
     }
-    const sha256 = hash.digest('hex')
-    const { mode, mtime, size } = entry
-    this.setFact({ path, type: 'file', mode, mtime, size, sha256, offset })
   }
 
   private async extractSymlink(path: string, entry: Entry): Promise<void> {
@@ -574,7 +592,13 @@ class Extractor {
   }
 
   /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
+  /** Waits for the attribute updates still running; true if they all succeeded. */
+  async settle(): Promise<void> {
+    await this.background.all()
+  }
+
   async finish(): Promise<TarFact[]> {
+    await this.background.all()
     this.dropEscapingSymlinks()
     for (const [path, link] of this.symlinks) await this.createSymlink(path, link)
     // Deepest first: a parent whose mode denies search would keep us from reaching its children.
@@ -663,6 +687,35 @@ function safePath(name: string): string {
     )
   }
   return parts.join('/')
+}
+
+/** Runs tasks alongside the main work, at most `limit` at a time; the first failure is kept. */
+class Background {
+  private readonly running = new Set<Promise<void>>()
+  private failure: { error: unknown } | undefined
+
+  constructor(private readonly limit: number) {}
+
+  /** Starts tracking `task`; waits while `limit` tasks are running. */
+  async add(task: Promise<void>): Promise<void> {
+    this.running.add(task)
+    const done = () => this.running.delete(task)
+    task.then(done, (error: unknown) => {
+      this.failure ??= { error }
+      done()
+    })
+    while (this.running.size >= this.limit) await Promise.race(this.running).catch(() => {})
+    this.throwFailure()
+  }
+
+  async all(): Promise<void> {
+    await Promise.allSettled(this.running)
+    this.throwFailure()
+  }
+
+  private throwFailure(): void {
+    if (this.failure) throw this.failure.error
+  }
 }
 
 async function writeFully(handle: FileHandle, data: Buffer): Promise<void> {

@@ -1,0 +1,884 @@
+// Benchmark: kluis backup and restore against `tar | zstd -3 -T2 | gpg --encrypt` on the same
+// generated data, in the same run. Absolute speeds differ between machines, so the figures that
+// matter are the ratios to the peer measured here.
+//
+//   npm run build && npm run bench -- [SIZE] [--dir DIR] [--seed N] [--json] [--keep]
+//                                        [--cpu-prof DIR] [--peak-rss-limit MB]
+//
+// SIZE: bytes of generated data, with an optional binary unit: 256M, 1G, 512MiB (default 1G).
+// Exit codes: 0 ok, 1 a check failed (peak RSS over the limit, restored data differs, a step
+// failed), 2 bad usage or a missing tool.
+import { spawn, spawnSync } from 'node:child_process'
+import { createCipheriv, createHash } from 'node:crypto'
+import {
+  closeSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs'
+import { availableParallelism, cpus, tmpdir } from 'node:os'
+import { dirname, join, relative, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+
+const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const cli = join(projectRoot, 'dist', 'cli.js')
+const MB = 1e6
+const MiB = 1024 * 1024
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+const usage = `Usage: npm run bench -- [SIZE] [options]
+
+  SIZE                 data to generate, e.g. 256M, 1G, 512MiB (binary units; default 1G)
+  --dir DIR            parent folder for the temporary data (default: ${tmpdir()})
+  --seed N             seed of the generated data (default 1)
+  --json               print the results as JSON on stdout (the table goes to stderr)
+  --keep               keep the temporary folder
+  --cpu-prof DIR       run kluis with --cpu-prof, write the profiles to DIR and print the
+                       hottest functions (profiling slows kluis down: ratios are not comparable)
+  --peak-rss-limit MB  fail when the backup's peak RSS exceeds this (default 300)
+  --no-gnu-time        measure peak RSS by polling /proc even when GNU time is installed`
+
+let args
+try {
+  args = parseArgs({
+    allowPositionals: true,
+    options: {
+      dir: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      json: { type: 'boolean', default: false },
+      keep: { type: 'boolean', default: false },
+      'cpu-prof': { type: 'string' },
+      'peak-rss-limit': { type: 'string', default: '300' },
+      'no-gnu-time': { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+} catch (error) {
+  usageError(error.message)
+}
+if (args.values.help) {
+  console.log(usage)
+  process.exit(0)
+}
+if (args.positionals.length > 1) usageError(`unexpected argument '${args.positionals[1]}'`)
+const requestedSize = parseSize(args.positionals[0] ?? '1G')
+const seed = args.values.seed
+const rssLimitMB = Number(args.values['peak-rss-limit'])
+if (!(rssLimitMB > 0)) usageError(`--peak-rss-limit must be a positive number of MB`)
+const cpuProfDir = args.values['cpu-prof'] ? resolve(args.values['cpu-prof']) : undefined
+// Human output goes to stderr when stdout carries JSON.
+const out = args.values.json ? (text) => process.stderr.write(`${text}\n`) : console.log
+const progress = (text) => process.stderr.write(`bench: ${text}\n`)
+
+function usageError(message) {
+  process.stderr.write(`bench: ${message}\n\n${usage}\n`)
+  process.exit(2)
+}
+
+function parseSize(text) {
+  const match = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(text.trim())
+  if (!match) usageError(`cannot read size '${text}' (expected e.g. 256M or 1G)`)
+  const power = ' kmgt'.indexOf(match[2].toLowerCase() || ' ')
+  const bytes = Math.round(Number(match[1]) * 1024 ** power)
+  if (bytes < 16 * MiB) usageError(`size ${text} is too small: use at least 16M`)
+  return bytes
+}
+
+// ---------------------------------------------------------------------------------------------
+// Preconditions
+
+const [major, minor] = process.versions.node.split('.').map(Number)
+if (major < 22 || (major === 22 && minor < 16)) {
+  process.stderr.write(
+    `bench: Node ${process.versions.node} is too old (node:sqlite, zstd): run it through npm ` +
+      '(`npm run bench`), which puts the pinned Node 24 first on PATH\n',
+  )
+  process.exit(2)
+}
+if (major < 24) progress(`warning: Node ${process.versions.node}; the project pins Node 24`)
+if (!existsSync(cli)) {
+  process.stderr.write(`bench: ${relative(process.cwd(), cli)} is missing: run \`npm run build\`\n`)
+  process.exit(2)
+}
+for (const tool of ['tar', 'zstd', 'gpg', 'bash']) {
+  if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).status !== 0) {
+    process.stderr.write(`bench: '${tool}' is needed for the peer pipeline\n`)
+    process.exit(2)
+  }
+}
+// GNU time reports the exact peak RSS (ru_maxrss) of what it runs; else poll /proc.
+const gnuTime =
+  !args.values['no-gnu-time'] &&
+  /GNU/.test(
+    Object.values(spawnSync('/usr/bin/time', ['--version'], { encoding: 'utf8' }))
+      .filter((v) => typeof v === 'string')
+      .join(''),
+  )
+    ? '/usr/bin/time'
+    : undefined
+
+const { DatabaseSync } = await import('node:sqlite')
+
+// ---------------------------------------------------------------------------------------------
+// Temporary folder and cleanup
+
+const parent = resolve(args.values.dir ?? tmpdir())
+mkdirSync(parent, { recursive: true })
+const root = mkdtempSync(join(parent, 'kluis-bench-'))
+const paths = {
+  data: join(root, 'data'),
+  database: join(root, 'data', 'app.sqlite'),
+  files: join(root, 'data', 'files'),
+  keys: join(root, 'keys'),
+  config: join(root, 'kluis.yml'),
+  repo: join(root, 'repo'),
+  tmp: join(root, 'tmp'),
+  restore: join(root, 'restore'),
+  peer: join(root, 'peer'),
+  peerOut: join(root, 'peer', 'out.tar.zst.gpg'),
+  gnupg: join(root, 'peer', 'gnupg'),
+  peerRestore: join(root, 'peer', 'restore'),
+  measure: join(root, 'measure'),
+}
+let cleaned = false
+function cleanup() {
+  if (cleaned) return
+  cleaned = true
+  if (args.values.keep) progress(`kept ${root}`)
+  else rmSync(root, { recursive: true, force: true })
+}
+process.on('exit', cleanup)
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    cleanup()
+    process.exit(130)
+  })
+}
+
+class BenchFailure extends Error {}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+async function run() {
+  for (const dir of [paths.data, paths.files, paths.tmp, paths.peer, paths.measure])
+    mkdirSync(dir, { recursive: true })
+  mkdirSync(paths.gnupg, { mode: 0o700 })
+
+  progress(`generating ${formatBytes(requestedSize)} of data (seed ${seed}) in ${paths.data}`)
+  let started = performance.now()
+  const generated = generateData(requestedSize)
+  const generateSeconds = (performance.now() - started) / 1000
+  const dataBytes = generated.databaseBytes + generated.filesBytes
+  progress(
+    `generated ${formatBytes(dataBytes)} in ${generateSeconds.toFixed(1)} s: database ` +
+      `${formatBytes(generated.databaseBytes)} (${generated.rows} rows), ` +
+      `${generated.fileCount} files ${formatBytes(generated.filesBytes)}`,
+  )
+  progress('hashing the original data (for the restore checks)')
+  const original = {
+    files: treeHash(paths.files),
+    database: databaseDigest(paths.database),
+  }
+
+  // kluis setup (not timed)
+  await kluis(['keys', 'generate', '--out', 'keys'])
+  writeFileSync(
+    paths.config,
+    [
+      'repository: file://./repo',
+      'keys:',
+      '  readers: [keys/reader.asc]',
+      '  writer: keys/writer.key',
+      '  writer-public: keys/writer.asc',
+      'sources:',
+      '  - name: database',
+      '    type: sqlite',
+      '    path: data/app.sqlite',
+      '  - name: files',
+      '    type: files',
+      '    path: data/files',
+      '',
+    ].join('\n'),
+  )
+  await kluis(['init'])
+
+  // peer setup (not timed)
+  const gpgEnv = { ...process.env, GNUPGHOME: paths.gnupg }
+  await measure('bash', ['-c', `gpg --batch --quiet --import ${sh(join(paths.keys, 'reader.key'))}`], {
+    env: gpgEnv,
+    pollRss: false,
+  })
+
+  const results = {}
+  const tail = (stage) => (gnuTime ? `${gnuTime} -f %M -o ${sh(join(paths.measure, stage))} ` : '')
+  const peerRss = (stages) =>
+    gnuTime
+      ? stages.reduce(
+          (sum, stage) => sum + Number(readFileSync(join(paths.measure, stage), 'utf8').trim()) * 1024,
+          0,
+        )
+      : undefined
+
+  progress('peer backup: tar | zstd -3 -T2 | gpg --encrypt')
+  results.peerBackup = await measure(
+    'bash',
+    [
+      '-c',
+      'set -o pipefail; ' +
+        `${tail('pb1')}tar -cf - -C ${sh(paths.data)} . | ` +
+        `${tail('pb2')}zstd -3 -T2 -q -c | ` +
+        `${tail('pb3')}gpg --batch --yes --trust-model always --encrypt ` +
+        `--recipient-file ${sh(join(paths.keys, 'reader.asc'))} -o ${sh(paths.peerOut)}`,
+    ],
+    { env: gpgEnv, pollRss: false },
+  )
+  results.peerBackup.peakRss = peerRss(['pb1', 'pb2', 'pb3'])
+  const peerStored = statSync(paths.peerOut).size
+
+  progress('kluis backup')
+  results.backup = await kluis(['backup', '--json'], { profile: 'backup' })
+  const first = JSON.parse(results.backup.stdout)
+  const repoAfterFirst = treeSize(paths.repo)
+
+  progress('kluis backup of unchanged data')
+  results.backup2 = await kluis(['backup', '--json'])
+  const second = JSON.parse(results.backup2.stdout)
+
+  progress('kluis restore')
+  results.restore = await kluis(
+    ['restore', '--target', paths.restore, '--key', join('keys', 'reader.key'), '--json'],
+    { profile: 'restore' },
+  )
+
+  progress('checking the kluis restore')
+  const problems = []
+  compareRestore('kluis', join(paths.restore, 'files'), join(paths.restore, 'database', 'app.sqlite'), original, problems)
+  rmSync(paths.restore, { recursive: true, force: true })
+
+  progress('peer restore: gpg --decrypt | zstd -d | tar -x')
+  mkdirSync(paths.peerRestore)
+  results.peerRestore = await measure(
+    'bash',
+    [
+      '-c',
+      'set -o pipefail; ' +
+        `${tail('pr1')}gpg --batch --quiet --decrypt ${sh(paths.peerOut)} | ` +
+        `${tail('pr2')}zstd -d -q -c | ` +
+        `${tail('pr3')}tar -xf - -C ${sh(paths.peerRestore)}`,
+    ],
+    { env: gpgEnv, pollRss: false },
+  )
+  results.peerRestore.peakRss = peerRss(['pr1', 'pr2', 'pr3'])
+  progress('checking the peer restore')
+  compareRestore('peer', join(paths.peerRestore, 'files'), join(paths.peerRestore, 'app.sqlite'), original, problems)
+
+  // Report
+  const rate = (r) => dataBytes / r.seconds
+  const report = {
+    command: `npm run bench -- ${process.argv.slice(2).join(' ')}`.trim(),
+    node: process.versions.node,
+    machine: machine(),
+    seed,
+    data: {
+      requestedBytes: requestedSize,
+      bytes: dataBytes,
+      databaseBytes: generated.databaseBytes,
+      databaseRows: generated.rows,
+      filesBytes: generated.filesBytes,
+      fileCount: generated.fileCount,
+      generateSeconds: round(generateSeconds, 2),
+    },
+    peakRssMethod: gnuTime ? 'GNU time %M (ru_maxrss)' : '/proc/<pid>/status VmHWM, polled every 50 ms',
+    kluis: {
+      backup: summary(results.backup, dataBytes),
+      backupUnchanged: {
+        ...summary(results.backup2, dataBytes),
+        bytesAdded: second.bytesAdded,
+        bytesAddedPercent: round((100 * second.bytesAdded) / dataBytes, 3),
+      },
+      restore: summary(results.restore, dataBytes),
+      repositoryBytes: repoAfterFirst,
+      storedRatio: round(repoAfterFirst / dataBytes, 3),
+    },
+    peer: {
+      backupCommand: 'tar -cf - -C DATA . | zstd -3 -T2 | gpg --batch --trust-model always --encrypt --recipient-file reader.asc -o out.gpg',
+      restoreCommand: 'gpg --batch --decrypt out.gpg | zstd -d | tar -xf - -C DIR',
+      backup: summary(results.peerBackup, dataBytes),
+      restore: summary(results.peerRestore, dataBytes),
+      outputBytes: peerStored,
+      storedRatio: round(peerStored / dataBytes, 3),
+    },
+    ratios: {
+      backupThroughput: round(rate(results.backup) / rate(results.peerBackup), 3),
+      restoreThroughput: round(rate(results.restore) / rate(results.peerRestore), 3),
+      unchangedBackupThroughput: round(rate(results.backup2) / rate(results.peerBackup), 3),
+    },
+    peakRssLimitMB: rssLimitMB,
+    verified: problems.length === 0,
+    problems,
+    profiled: Boolean(cpuProfDir),
+  }
+  printTable(report)
+  if (cpuProfDir) printProfiles(cpuProfDir)
+
+  const failures = [...problems]
+  const backupRssMB = results.backup.peakRss / MB
+  if (!(backupRssMB <= rssLimitMB)) {
+    failures.push(
+      `peak RSS of the backup was ${backupRssMB.toFixed(0)} MB, over the limit of ${rssLimitMB} MB ` +
+        `(for ${formatBytes(dataBytes)} of data): memory must stay flat whatever the size of the data`,
+    )
+  }
+  const restoreRssMB = results.restore.peakRss / MB
+  if (restoreRssMB > rssLimitMB) {
+    out(`warning: peak RSS of the restore was ${restoreRssMB.toFixed(0)} MB (over ${rssLimitMB} MB)`)
+  }
+  report.ok = failures.length === 0
+  if (args.values.json) console.log(JSON.stringify(report, null, 2))
+  if (failures.length > 0) throw new BenchFailure(`\n  ${failures.join('\n  ')}`)
+  out('\nall checks passed: restored data identical, peak RSS within the limit')
+}
+
+function summary(result, dataBytes) {
+  return {
+    seconds: round(result.seconds, 3),
+    mbPerSecond: round(dataBytes / result.seconds / MB, 1),
+    peakRssMB: result.peakRss === undefined ? null : round(result.peakRss / MB, 1),
+  }
+}
+
+function compareRestore(who, filesDir, databaseFile, original, problems) {
+  if (!existsSync(filesDir)) {
+    problems.push(`${who}: restored files folder ${filesDir} is missing`)
+  } else {
+    const files = treeHash(filesDir)
+    if (files.sha256 !== original.files.sha256) {
+      problems.push(
+        `${who}: restored files differ from the original (${files.count} files, ${files.bytes} bytes, ` +
+          `sha256 ${files.sha256.slice(0, 16)}; original ${original.files.count} files, ` +
+          `${original.files.bytes} bytes, sha256 ${original.files.sha256.slice(0, 16)})`,
+      )
+    }
+  }
+  if (!existsSync(databaseFile)) {
+    problems.push(`${who}: restored database ${databaseFile} is missing`)
+    return
+  }
+  const database = databaseDigest(databaseFile)
+  for (const [table, rows] of Object.entries(original.database.rows)) {
+    if (database.rows[table] !== rows)
+      problems.push(`${who}: table ${table} has ${database.rows[table]} rows after restore, originally ${rows}`)
+  }
+  if (database.sha256 !== original.database.sha256)
+    problems.push(`${who}: restored database content differs from the original`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running and measuring child processes
+
+/** Runs dist/cli.js with the Node that runs this script (the pinned Node 24 under npm). */
+async function kluis(cliArgs, { profile } = {}) {
+  const nodeArgs = []
+  if (profile && cpuProfDir) {
+    mkdirSync(join(cpuProfDir, profile), { recursive: true })
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, profile)}`)
+  }
+  return measure(process.execPath, [...nodeArgs, cli, ...cliArgs], {
+    env: { ...process.env, KLUIS_TMPDIR: paths.tmp },
+  })
+}
+
+let measureCount = 0
+
+/**
+ * Runs a command in the bench folder; resolves with wall seconds, peak RSS (bytes) and stdout.
+ * Peak RSS: GNU time's ru_maxrss when available, else VmHWM polled every 50 ms (a high-water
+ * mark, so only a peak in the last 50 ms before exit could be missed).
+ */
+function measure(command, commandArgs, { env = process.env, pollRss = true } = {}) {
+  const timeFile = join(paths.measure, `rss-${++measureCount}`)
+  const wrapped = pollRss && gnuTime
+  const [file, argv] = wrapped
+    ? [gnuTime, ['-f', '%M', '-o', timeFile, command, ...commandArgs]]
+    : [command, commandArgs]
+  return new Promise((resolvePromise, reject) => {
+    const started = performance.now()
+    const child = spawn(file, argv, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const stdout = []
+    const stderr = []
+    child.stdout.on('data', (piece) => stdout.push(piece))
+    child.stderr.on('data', (piece) => stderr.push(piece))
+    let polled = 0
+    const poll = () => {
+      try {
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
+        const kb = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0)
+        polled = Math.max(polled, kb * 1024)
+      } catch {
+        // exited between polls
+      }
+    }
+    const timer = pollRss && !wrapped ? setInterval(poll, 50) : undefined
+    child.on('error', (error) => {
+      clearInterval(timer)
+      reject(error)
+    })
+    child.on('exit', (code, signal) => {
+      const seconds = (performance.now() - started) / 1000
+      clearInterval(timer)
+      child.on('close', () => {
+        const text = Buffer.concat(stdout).toString('utf8')
+        const errors = Buffer.concat(stderr).toString('utf8')
+        if (code !== 0) {
+          reject(
+            new BenchFailure(
+              `${[command, ...commandArgs].join(' ')} exited with ${code ?? signal}\n${errors.trim().slice(-4000)}`,
+            ),
+          )
+          return
+        }
+        let peakRss
+        if (wrapped) peakRss = Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop()) * 1024
+        else if (pollRss) peakRss = polled
+        resolvePromise({ seconds, peakRss, stdout: text, stderr: errors })
+      })
+    })
+    // The child is a zombie until 'exit' is handled: a poll right before exit still reads it.
+    if (timer) child.once('spawn', poll)
+  })
+}
+
+function sh(text) {
+  return `'${text.replaceAll("'", "'\\''")}'`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Deterministic data
+
+/** Deterministic bytes from the seed: AES-256-CTR keystream (fast, and reproducible). */
+class Rng {
+  static zeros = Buffer.alloc(4 * MiB)
+
+  constructor(label) {
+    const key = createHash('sha256').update(`kluis-bench\0${seed}\0${label}`).digest()
+    this.cipher = createCipheriv('aes-256-ctr', key, Buffer.alloc(16))
+    this.pool = Buffer.alloc(0)
+    this.offset = 0
+  }
+
+  bytes(n) {
+    if (n <= Rng.zeros.length) return this.cipher.update(Rng.zeros.subarray(0, n))
+    const parts = []
+    for (let left = n; left > 0; left -= Rng.zeros.length)
+      parts.push(this.cipher.update(Rng.zeros.subarray(0, Math.min(left, Rng.zeros.length))))
+    return Buffer.concat(parts)
+  }
+
+  u32() {
+    if (this.offset + 4 > this.pool.length) {
+      this.pool = this.bytes(64 * 1024)
+      this.offset = 0
+    }
+    const value = this.pool.readUInt32LE(this.offset)
+    this.offset += 4
+    return value
+  }
+
+  float() {
+    return this.u32() / 2 ** 32
+  }
+
+  /** Integer in [lo, hi]. */
+  int(lo, hi) {
+    return lo + Math.floor(this.float() * (hi - lo + 1))
+  }
+
+  /** Integer in [lo, hi], log-uniform: many small values, few large. */
+  logInt(lo, hi) {
+    return Math.round(Math.exp(Math.log(lo) + this.float() * (Math.log(hi) - Math.log(lo))))
+  }
+}
+
+/** Word-like text with a skewed word distribution; compresses like prose and logs. */
+function makeCorpus(rng, size) {
+  const letters = 'etaoinshrdlcumwfgypbvkjxqz'
+  const words = []
+  for (let i = 0; i < 4096; i++) {
+    let word = ''
+    const length = rng.int(2, 10)
+    for (let j = 0; j < length; j++) word += letters[Math.floor(letters.length * rng.float() ** 2)]
+    words.push(word)
+  }
+  const lines = []
+  let length = 0
+  while (length < size) {
+    const count = rng.int(4, 16)
+    let line = ''
+    for (let i = 0; i < count; i++) {
+      line += i === 0 ? '' : ' '
+      line += rng.float() < 0.06 ? String(rng.int(0, 99999)) : words[Math.floor(words.length * rng.float() ** 3)]
+    }
+    line += rng.float() < 0.3 ? '.\n' : '\n'
+    lines.push(line)
+    length += line.length
+  }
+  return Buffer.from(lines.join(''), 'latin1')
+}
+
+function generateData(total) {
+  const rng = new Rng('data')
+  const corpus = makeCorpus(rng, 8 * MiB)
+
+  /** n bytes of text: slices of the corpus at random places, each after a unique record line. */
+  const text = (n) => {
+    const buffer = Buffer.allocUnsafe(n)
+    let at = 0
+    while (at < n) {
+      const stamp = 1_700_000_000 + rng.int(0, 50_000_000)
+      at += buffer.write(
+        `${new Date(stamp * 1000).toISOString()} id=${rng.bytes(8).toString('hex')} n=${rng.u32()}\n`,
+        at,
+        'latin1',
+      )
+      if (at >= n) break
+      const length = Math.min(rng.int(256, 4096), n - at)
+      const start = rng.int(0, corpus.length - length)
+      at += corpus.copy(buffer, at, start, start + length)
+    }
+    return buffer
+  }
+  /** Random bytes limited to 64 values: about 6 bits per byte, so zstd saves ~20 %. */
+  const randomish = (n) => {
+    const buffer = rng.bytes(n)
+    for (let i = 0; i < n; i++) buffer[i] &= 0x3f
+    return buffer
+  }
+  /** 1 MiB blocks: random (incompressible), records (repetitive), or text. */
+  const mixedBlock = (n, index) => {
+    const kind = rng.float()
+    if (kind < 0.4) return rng.bytes(n)
+    if (kind < 0.7) {
+      const record = rng.bytes(256).toString('hex') // 512 bytes
+      const buffer = Buffer.allocUnsafe(n)
+      let at = 0
+      for (let i = 0; at < n; i++) at += buffer.write(`${index}:${i}:${record}\n`, at, 'latin1')
+      return buffer
+    }
+    return text(n)
+  }
+
+  // ~40 % SQLite database
+  const databaseTarget = Math.round(total * 0.4)
+  const database = new DatabaseSync(paths.database)
+  database.exec(`
+    PRAGMA page_size = 4096;
+    PRAGMA journal_mode = OFF;
+    PRAGMA synchronous = OFF;
+    CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL, created TEXT NOT NULL);
+    CREATE TABLE documents (
+      id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users (id), title TEXT NOT NULL,
+      body TEXT NOT NULL, payload BLOB NOT NULL, updated TEXT NOT NULL);
+    CREATE INDEX documents_user ON documents (user_id);
+  `)
+  const userCount = Math.max(100, Math.round(databaseTarget / (256 * 1024)))
+  const addUser = database.prepare('INSERT INTO users (id, name, email, created) VALUES (?, ?, ?, ?)')
+  database.exec('BEGIN')
+  for (let id = 1; id <= userCount; id++) {
+    const name = text(24).toString('latin1').replace(/\s+/g, ' ')
+    addUser.run(id, name, `user${id}@example.org`, new Date(1.6e12 + id * 3.6e6).toISOString())
+  }
+  database.exec('COMMIT')
+  const addDocument = database.prepare(
+    'INSERT INTO documents (user_id, title, body, payload, updated) VALUES (?, ?, ?, ?, ?)',
+  )
+  let inserted = 0
+  let rows = userCount
+  database.exec('BEGIN')
+  while (inserted < databaseTarget * 0.96) {
+    const body = text(rng.int(300, 4000)).toString('latin1')
+    const payloadLength = rng.int(1024, 12 * 1024)
+    const half = payloadLength >> 1
+    const payload = Buffer.concat([randomish(half), text(payloadLength - half)])
+    addDocument.run(
+      rng.int(1, userCount),
+      `document ${rows} ${rng.bytes(6).toString('hex')}`,
+      body,
+      payload,
+      new Date(1.7e12 + rows * 60_000).toISOString(),
+    )
+    inserted += body.length + payload.length + 80
+    rows++
+    if (rows % 2000 === 0) database.exec('COMMIT; BEGIN')
+  }
+  database.exec('COMMIT')
+  database.exec('PRAGMA journal_mode = DELETE')
+  database.close()
+  const databaseBytes = statSync(paths.database).size
+
+  // ~60 % files: many small text files, some medium, a few large
+  const filesTarget = Math.max(total - databaseBytes, 8 * MiB)
+  const smallTarget = Math.round(filesTarget * (25 / 60))
+  const mediumTarget = Math.round(filesTarget * (15 / 60))
+  const largeTarget = filesTarget - smallTarget - mediumTarget
+  const mtime = new Date('2026-01-01T00:00:00Z')
+  let fileCount = 0
+  let filesBytes = 0
+  const writeFile = (path, data) => {
+    writeFileSync(path, data)
+    utimesSync(path, mtime, mtime)
+    fileCount++
+    filesBytes += data.length
+  }
+
+  const smallExtensions = ['txt', 'md', 'json', 'html', 'csv', 'log', 'yml', 'js']
+  for (let written = 0, n = 0; written < smallTarget; n++) {
+    const directory = join(
+      paths.files,
+      'docs',
+      `d${String(Math.floor(n / 4096)).padStart(2, '0')}`,
+      `d${String(Math.floor(n / 64) % 64).padStart(2, '0')}`,
+    )
+    if (n % 64 === 0) mkdirSync(directory, { recursive: true })
+    const size = Math.min(rng.logInt(512, 96 * 1024), smallTarget - written)
+    writeFile(join(directory, `f${n}.${smallExtensions[n % smallExtensions.length]}`), text(size))
+    written += size
+  }
+
+  mkdirSync(join(paths.files, 'media'), { recursive: true })
+  for (let written = 0, n = 0; written < mediumTarget; n++) {
+    const size = Math.min(rng.logInt(128 * 1024, 4 * MiB), mediumTarget - written)
+    const kind = rng.float()
+    const [extension, data] =
+      kind < 0.35
+        ? ['jpg', rng.bytes(size)]
+        : kind < 0.7
+          ? ['json', text(size)]
+          : ['pdf', Buffer.concat([rng.bytes(size >> 1), text(size - (size >> 1))])]
+    writeFile(join(paths.files, 'media', `m${n}.${extension}`), data)
+    written += size
+  }
+
+  mkdirSync(join(paths.files, 'archive'), { recursive: true })
+  const largeCount = Math.max(2, Math.ceil(largeTarget / (64 * MiB)))
+  for (let n = 0; n < largeCount; n++) {
+    const size = Math.floor(largeTarget / largeCount)
+    const path = join(paths.files, 'archive', `large${n}.bin`)
+    const fd = openSync(path, 'w')
+    try {
+      for (let at = 0, block = 0; at < size; block++) {
+        const piece = mixedBlock(Math.min(MiB, size - at), block)
+        writeSync(fd, piece)
+        at += piece.length
+      }
+    } finally {
+      closeSync(fd)
+    }
+    utimesSync(path, mtime, mtime)
+    fileCount++
+    filesBytes += size
+  }
+  return { databaseBytes, rows, filesBytes, fileCount }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verification helpers
+
+/** SHA-256 over a folder: each file's relative path, mode bits and content, in sorted order. */
+function treeHash(directory) {
+  const hash = createHash('sha256')
+  const buffer = Buffer.allocUnsafe(4 * MiB)
+  let count = 0
+  let bytes = 0
+  const walk = (dir, prefix) => {
+    for (const name of readdirSync(dir).sort()) {
+      const path = join(dir, name)
+      const rel = prefix ? `${prefix}/${name}` : name
+      const info = lstatSync(path)
+      if (info.isDirectory()) {
+        hash.update(`d ${rel}\0`)
+        walk(path, rel)
+      } else if (info.isFile()) {
+        hash.update(`f ${rel} ${info.size}\0`)
+        const fd = openSync(path, 'r')
+        try {
+          for (;;) {
+            const read = readSync(fd, buffer, 0, buffer.length, null)
+            if (read === 0) break
+            hash.update(buffer.subarray(0, read))
+          }
+        } finally {
+          closeSync(fd)
+        }
+        count++
+        bytes += info.size
+      } else {
+        hash.update(`o ${rel}\0`)
+      }
+    }
+  }
+  walk(directory, '')
+  return { sha256: hash.digest('hex'), count, bytes }
+}
+
+/** Row counts per table and a SHA-256 of every row, read through SQLite. */
+function databaseDigest(file) {
+  const database = new DatabaseSync(file, { readOnly: true })
+  try {
+    const rows = {}
+    const hash = createHash('sha256')
+    const tables = database
+      .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+      .all()
+      .map((row) => row.name)
+    for (const table of tables) {
+      rows[table] = Number(database.prepare(`SELECT count(*) AS n FROM "${table}"`).get().n)
+      for (const row of database.prepare(`SELECT * FROM "${table}" ORDER BY rowid`).iterate()) {
+        for (const value of Object.values(row)) {
+          hash.update(value instanceof Uint8Array ? value : String(value))
+          hash.update('\0')
+        }
+      }
+    }
+    return { rows, sha256: hash.digest('hex') }
+  } finally {
+    database.close()
+  }
+}
+
+function treeSize(directory) {
+  let total = 0
+  for (const entry of readdirSync(directory, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size
+  }
+  return total
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output
+
+function machine() {
+  const model = /^model name\s*:\s*(.+)$/m.exec(readFileSyncSafe('/proc/cpuinfo'))?.[1]
+  return {
+    nproc: availableParallelism(),
+    cpu: model ?? cpus()[0]?.model ?? 'unknown',
+    memoryGB: round(Number(/^MemTotal:\s+(\d+)/m.exec(readFileSyncSafe('/proc/meminfo'))?.[1] ?? 0) / 1e6, 1),
+    gpg: spawnSync('gpg', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
+    zstd: spawnSync('zstd', ['--version'], { encoding: 'utf8' }).stdout.trim(),
+  }
+}
+
+function readFileSyncSafe(file) {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+function printTable(report) {
+  const { kluis: k, peer: p, ratios: r } = report
+  const rss = (mb) => (mb === null ? '-' : mb.toFixed(0))
+  const rows = [
+    ['Operation', 'Seconds', 'MB/s', 'Peak RSS MB', 'Throughput vs peer'],
+    ['kluis backup', k.backup.seconds.toFixed(2), k.backup.mbPerSecond.toFixed(0), rss(k.backup.peakRssMB), `${r.backupThroughput.toFixed(2)}×`],
+    ['peer backup (tar | zstd | gpg -e)', p.backup.seconds.toFixed(2), p.backup.mbPerSecond.toFixed(0), rss(p.backup.peakRssMB), '1.00×'],
+    ['kluis backup, unchanged data', k.backupUnchanged.seconds.toFixed(2), k.backupUnchanged.mbPerSecond.toFixed(0), rss(k.backupUnchanged.peakRssMB), `${r.unchangedBackupThroughput.toFixed(2)}×`],
+    ['kluis restore', k.restore.seconds.toFixed(2), k.restore.mbPerSecond.toFixed(0), rss(k.restore.peakRssMB), `${r.restoreThroughput.toFixed(2)}×`],
+    ['peer restore (gpg -d | zstd -d | tar -x)', p.restore.seconds.toFixed(2), p.restore.mbPerSecond.toFixed(0), rss(p.restore.peakRssMB), '1.00×'],
+  ]
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
+  const line = (row) =>
+    row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]) : cell.padStart(widths[i]))).join('  ')
+  const d = report.data
+  out('')
+  out(
+    `kluis bench: ${formatBytes(d.bytes)} (database ${formatBytes(d.databaseBytes)}, ${d.databaseRows} rows; ` +
+      `${d.fileCount} files ${formatBytes(d.filesBytes)}), seed ${report.seed}`,
+  )
+  out(`machine: ${report.machine.nproc} CPUs, ${report.machine.cpu}; Node ${report.node}; ${report.machine.gpg}`)
+  out(`peak RSS: ${report.peakRssMethod}; peer RSS is the sum of its three processes`)
+  if (report.profiled) out('NOTE: kluis ran with --cpu-prof: its times include profiling overhead')
+  out('')
+  out(line(rows[0]))
+  out(widths.map((w) => '-'.repeat(w)).join('  '))
+  for (const row of rows.slice(1)) out(line(row))
+  out('')
+  out(`backup throughput ratio (kluis / peer):  ${r.backupThroughput.toFixed(2)}×`)
+  out(`restore throughput ratio (kluis / peer): ${r.restoreThroughput.toFixed(2)}×`)
+  out(
+    `unchanged second backup added ${formatBytes(k.backupUnchanged.bytesAdded)} ` +
+      `= ${k.backupUnchanged.bytesAddedPercent.toFixed(3)} % of the data`,
+  )
+  out(
+    `stored: kluis repository ${formatBytes(k.repositoryBytes)} (${(100 * k.storedRatio).toFixed(1)} % of the data), ` +
+      `peer ${formatBytes(p.outputBytes)} (${(100 * p.storedRatio).toFixed(1)} %)`,
+  )
+  if (report.problems.length > 0) out(`VERIFICATION FAILED:\n  ${report.problems.join('\n  ')}`)
+  else out('restores verified: files tree SHA-256 and SQLite row counts and content match (kluis and peer)')
+}
+
+/** Summarizes V8 .cpuprofile files: self time by function, per thread. */
+function printProfiles(directory) {
+  for (const phase of readdirSync(directory).sort()) {
+    const phaseDir = join(directory, phase)
+    if (!lstatSync(phaseDir).isDirectory()) continue
+    for (const name of readdirSync(phaseDir).filter((n) => n.endsWith('.cpuprofile')).sort()) {
+      const profile = JSON.parse(readFileSync(join(phaseDir, name), 'utf8'))
+      const byId = new Map(profile.nodes.map((node) => [node.id, node]))
+      const self = new Map()
+      let totalUs = 0
+      for (let i = 0; i < profile.samples.length; i++) {
+        const node = byId.get(profile.samples[i])
+        const delta = profile.timeDeltas[i] ?? 0
+        totalUs += delta
+        const frame = node.callFrame
+        const file = frame.url ? frame.url.split('/').pop() : ''
+        const key = `${frame.functionName || '(anonymous)'} ${file}${file ? `:${frame.lineNumber + 1}` : ''}`
+        self.set(key, (self.get(key) ?? 0) + delta)
+      }
+      out(`\ncpu profile ${phase}/${name}: ${(totalUs / 1e6).toFixed(2)} s sampled, self time:`)
+      for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+        out(`  ${(us / 1e6).toFixed(2).padStart(7)} s  ${((100 * us) / totalUs).toFixed(1).padStart(5)} %  ${key}`)
+      }
+    }
+  }
+  out(`profiles kept in ${directory} (open them in Chrome DevTools or speedscope)`)
+}
+
+function formatBytes(bytes) {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`
+  if (bytes >= MiB) return `${(bytes / MiB).toFixed(1)} MiB`
+  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`
+  return `${bytes} B`
+}
+
+function round(value, digits) {
+  const factor = 10 ** digits
+  return Math.round(value * factor) / factor
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main (last: the classes above must be initialized first)
+
+try {
+  await run()
+} catch (error) {
+  process.stderr.write(
+    `bench: FAILED: ${error instanceof BenchFailure ? error.message : (error?.stack ?? error)}\n`,
+  )
+  process.exitCode = 1
+}

@@ -1,0 +1,166 @@
+#!/bin/sh
+# Emergency restore of one stream of one kluis snapshot with standard tools only:
+# gpg, zstd, awk, sha256sum and POSIX sh. No kluis, no Node.js. See docs/emergency-restore.md.
+#
+#   emergency-restore.sh REPO_DIR SNAPSHOT_ID SOURCE_NAME OUTPUT_FILE [STREAM_NAME]
+#
+# GNUPGHOME must hold the reader's private key and the writer's public key. Set
+# KLUIS_WRITER_FINGERPRINT to the writer's fingerprint (from your kluis configuration, never from
+# the repository) to accept only that signer; without it, a valid signature by any key in
+# GNUPGHOME is accepted, so use a GNUPGHOME that holds only those two keys.
+#
+# Checks, in order: the writer's signature over the snapshot index; the manifest's SHA-256
+# against the index and the writer's signature on the manifest; per chunk the OpenPGP integrity
+# check (MDC), the zstd checksum and the plaintext size; the whole stream's size and SHA-256
+# against the index and the manifest. OUTPUT_FILE appears only when every check passed.
+# (kluis also checks each chunk's HMAC against its id; the stream SHA-256 covers the same.)
+set -eu
+umask 077
+
+prog=$(basename "$0")
+die() {
+  printf '%s: %s\n' "$prog" "$*" >&2
+  exit 1
+}
+
+if [ "$#" -lt 4 ] || [ "$#" -gt 5 ]; then
+  printf 'usage: %s REPO_DIR SNAPSHOT_ID SOURCE_NAME OUTPUT_FILE [STREAM_NAME]\n' "$prog" >&2
+  exit 2
+fi
+repo=$1
+snapshot=$2
+source_name=$3
+output=$4
+stream_name=${5-}
+
+case $snapshot in *[!0-9a-f]* | '') die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)" ;; esac
+[ "${#snapshot}" -eq 32 ] || die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)"
+case $source_name in *[!A-Za-z0-9._-]* | '' | [._-]*) die "invalid SOURCE_NAME: $source_name" ;; esac
+case $stream_name in *[!A-Za-z0-9._-]*) die "invalid STREAM_NAME: $stream_name" ;; esac
+[ -f "$repo/config.json" ] || die "$repo is not a kluis repository (no config.json)"
+grep -q '"version": 1,' "$repo/config.json" || die "$repo/config.json: not repository format version 1"
+for tool in gpg zstd awk sha256sum; do
+  command -v "$tool" >/dev/null 2>&1 || die "needs $tool (Debian: apt-get install gpg zstd coreutils mawk)"
+done
+if [ -e "$output" ] || [ -e "$output.partial" ]; then
+  die "$output or $output.partial already exists: choose a new OUTPUT_FILE"
+fi
+pinned=$(printf '%s' "${KLUIS_WRITER_FINGERPRINT-}" | tr -d ' ' | tr 'abcdef' 'ABCDEF')
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kluis-restore.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+trap 'exit 1' HUP INT TERM
+
+# gpg with machine-readable status lines in $work/status; its own messages go to stderr.
+gpg_status() {
+  gpg --batch --no-tty --quiet --yes --status-fd 3 "$@" 3>"$work/status"
+}
+
+# The primary-key fingerprint of the one valid signature in $work/status, or failure.
+signer_of() {
+  awk '$1 == "[GNUPG:]" && ($2 == "BADSIG" || $2 == "ERRSIG" || $2 == "EXPKEYSIG" || $2 == "REVKEYSIG") { bad = 1 }
+       $1 == "[GNUPG:]" && $2 == "VALIDSIG" { n++; fpr = $NF }
+       END { if (bad || n != 1) exit 1; print fpr }' "$work/status"
+}
+
+# 1. The snapshot index: a cleartext-signed JSON text. Everything below is read from the text
+#    gpg verified (never from the file itself, which could carry unsigned text around it).
+index="$repo/snapshots/$snapshot.json.asc"
+[ -f "$index" ] || die "$index does not exist"
+gpg_status --output "$work/index.signed" --decrypt "$index" ||
+  die "$index: the signature does not verify (modified, or the writer's public key is not in GNUPGHOME)"
+signer=$(signer_of) || die "$index: not exactly one valid signature"
+if [ -n "$pinned" ]; then
+  [ "$signer" = "$pinned" ] || die "$index: signed by $signer, not by the trusted writer $pinned"
+else
+  printf '%s: index signed by %s (set KLUIS_WRITER_FINGERPRINT to require this key)\n' "$prog" "$signer" >&2
+fi
+# openpgp.js writes the signed text with CRLF line ends; JSON strings never hold a raw CR.
+tr -d '\r' <"$work/index.signed" >"$work/index.json"
+grep -qx ' "kluis": "snapshot-index",' "$work/index.json" || die "$index: not a snapshot index"
+grep -qx ' "version": 1,' "$work/index.json" || die "$index: not format version 1"
+grep -qx " \"id\": \"$snapshot\"," "$work/index.json" || die "$index: names another snapshot"
+grep -qx " \"writer\": \"$signer\"," "$work/index.json" || die "$index: its writer field is not its signer"
+
+# The index is JSON.stringify(index, null, 1): one space of indent per level, one value per line.
+# Source keys sit at 3 spaces, stream keys at 5, chunk tuple elements ([id, size, stored]) at 7.
+awk -v src="$source_name" '
+  { sub(/\r$/, "") }
+  /^  }/ { in_src = 0; next }
+  /^   "name": "/ { in_src = ($0 == "   \"name\": \"" src "\","); next }
+  !in_src { next }
+  /^   "type": "/ { v = $0; sub(/^   "type": "/, "", v); sub(/",$/, "", v); print "type", v; next }
+  /^   "group": "/ { v = $0; sub(/^   "group": "/, "", v); sub(/",$/, "", v); print "group", v; next }
+  /^     "name": "/ { v = $0; sub(/^     "name": "/, "", v); sub(/",$/, "", v); stream = v; next }
+  /^     "size": [0-9]+,$/ { v = $0; gsub(/[^0-9]/, "", v); print "stream", stream, v; next }
+  /^       "[0-9a-f]+",$/ { id = $0; gsub(/[ ",]/, "", id); next }
+  /^       [0-9]+,$/ && id != "" { v = $0; gsub(/[^0-9]/, "", v); print "chunk", stream, id, v; id = ""; next }
+' "$work/index.json" >"$work/plan"
+
+source_type=$(awk '$1 == "type" { print $2; exit }' "$work/plan")
+[ -n "$source_type" ] || die "snapshot $snapshot has no source named $source_name"
+if [ -z "$stream_name" ]; then
+  streams=$(awk '$1 == "stream" { n++ } END { print n + 0 }' "$work/plan")
+  [ "$streams" -eq 1 ] || die "source $source_name has $streams streams: name one as STREAM_NAME"
+  stream_name=$(awk '$1 == "stream" { print $2; exit }' "$work/plan")
+fi
+stream_size=$(awk -v s="$stream_name" '$1 == "stream" && $2 == s { print $3; exit }' "$work/plan")
+[ -n "$stream_size" ] || die "source $source_name has no stream named $stream_name"
+awk -v s="$stream_name" '$1 == "chunk" && $2 == s { print $3, $4 }' "$work/plan" >"$work/chunks"
+
+# 2. The manifest: its SHA-256 is in the signed index; it is encrypted to the readers and signed
+#    by the writer, and holds each stream's SHA-256.
+manifest="$repo/snapshots/$snapshot.manifest.pgp"
+[ -f "$manifest" ] || die "$manifest does not exist"
+want=$(sed -n 's/^  "sha256": "\([0-9a-f]*\)"$/\1/p' "$work/index.json")
+have=$(sha256sum <"$manifest" | cut -d' ' -f1)
+[ -n "$want" ] && [ "$have" = "$want" ] || die "$manifest: SHA-256 differs from the signed index"
+gpg_status --output "$work/manifest.json" --decrypt "$manifest" ||
+  die "$manifest: cannot decrypt or verify (is the reader's private key in GNUPGHOME?)"
+[ "$(signer_of)" = "$signer" ] || die "$manifest: not signed by the writer $signer"
+grep -q "^{\"kluis\":\"snapshot-manifest\",\"version\":1,\"snapshot\":\"$snapshot\"," "$work/manifest.json" ||
+  die "$manifest: not the manifest of snapshot $snapshot"
+# One line per object that starts with "name" (sources and streams): in JSON text the bytes
+# {"name":" can only begin such an object, never occur inside a string.
+stream_sha=$(awk '{ gsub(/\{"name":"/, "\n&"); print }' "$work/manifest.json" |
+  awk -v src="$source_name" -v s="$stream_name" '
+    index($0, "{\"name\":\"") == 1 && index($0, "\",\"type\":\"") { in_src = (index($0, "{\"name\":\"" src "\",\"type\":\"") == 1); next }
+    in_src && index($0, "{\"name\":\"" s "\",\"size\":") == 1 {
+      v = $0; sub(/^.*"sha256":"/, "", v); sub(/".*$/, "", v); print v; exit
+    }')
+case $stream_sha in '' | *[!0-9a-f]*) die "$manifest: no SHA-256 for $source_name/$stream_name" ;; esac
+
+# 3. Each chunk in order: gpg (MDC checked), zstd -d (frame checksum checked), size, append.
+: >"$output.partial" || die "cannot create $output.partial"
+count=0
+while read -r id size; do
+  object="$repo/chunks/$(printf '%s' "$id" | cut -c1-2)/$id"
+  [ -f "$object" ] || { rm -f "$output.partial"; die "$object is missing"; }
+  if ! gpg --batch --no-tty --quiet --yes --output "$work/chunk.zst" --decrypt "$object"; then
+    rm -f "$output.partial"
+    die "$object: gpg cannot decrypt it, or it was modified"
+  fi
+  if ! zstd -d -q -f -o "$work/chunk" "$work/chunk.zst"; then
+    rm -f "$output.partial"
+    die "$object: not a valid zstd frame"
+  fi
+  actual=$(wc -c <"$work/chunk" | tr -d ' ')
+  [ "$actual" = "$size" ] || { rm -f "$output.partial"; die "$object: $actual bytes, the index says $size"; }
+  cat "$work/chunk" >>"$output.partial"
+  count=$((count + 1))
+done <"$work/chunks"
+
+# 4. The whole stream against the signed index (size) and the signed manifest (SHA-256).
+actual=$(wc -c <"$output.partial" | tr -d ' ')
+sha=$(sha256sum <"$output.partial" | cut -d' ' -f1)
+if [ "$actual" != "$stream_size" ] || [ "$sha" != "$stream_sha" ]; then
+  rm -f "$output.partial"
+  die "restored $source_name/$stream_name does not match the signed manifest (size $actual, sha256 $sha)"
+fi
+mv "$output.partial" "$output"
+printf '%s: restored %s/%s of snapshot %s (%s bytes, %s chunks, sha256 %s) to %s\n' \
+  "$prog" "$source_name" "$stream_name" "$snapshot" "$actual" "$count" "$sha" "$output" >&2
+case $source_type in
+  files) printf '%s: a POSIX tar stream: mkdir DIR && tar -xpf %s -C DIR\n' "$prog" "$output" >&2 ;;
+  sqlite) printf '%s: a SQLite database file: sqlite3 %s "PRAGMA integrity_check"\n' "$prog" "$output" >&2 ;;
+esac

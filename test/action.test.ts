@@ -1,0 +1,280 @@
+import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { parse as parseYaml } from 'yaml'
+import { createProject, exampleConfig, type Project, sqlite } from './support/project.js'
+
+/**
+ * Runs the bundled action (dist/action.js) the way the runner does: a Node 24 child process
+ * with INPUT_* variables (action.yml defaults filled in), GITHUB_OUTPUT and GITHUB_STEP_SUMMARY
+ * files, and RUNNER_TEMP. Exit code, log, outputs and summary are what a workflow would see.
+ */
+
+const root = resolve(import.meta.dirname, '..')
+const bundle = join(root, 'dist', 'action.js')
+
+interface ActionYml {
+  runs: { using: string; main: string }
+  inputs: Record<string, { required?: boolean; default?: string }>
+  outputs: Record<string, { description: string }>
+}
+
+let actionYml: ActionYml
+
+beforeAll(async () => {
+  // The test runs what the runner runs: the bundle, so it must match src/.
+  const build = spawnSync('npm', ['run', 'build'], { cwd: root, encoding: 'utf8' })
+  if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}${build.stderr}`)
+  actionYml = parseYaml(await readFile(join(root, 'action.yml'), 'utf8')) as ActionYml
+})
+
+interface ActionRun {
+  code: number | null
+  stdout: string
+  stderr: string
+  outputs: Record<string, string>
+  summary: string
+}
+
+async function runAction(
+  cwd: string,
+  inputs: Record<string, string>,
+  env: Record<string, string> = {},
+): Promise<ActionRun> {
+  const runnerTemp = await mkdtemp(join(tmpdir(), 'kluis-runner-'))
+  try {
+    const outputFile = join(runnerTemp, 'output.txt')
+    const summaryFile = join(runnerTemp, 'summary.md')
+    await writeFile(outputFile, '')
+    await writeFile(summaryFile, '')
+    const defaults = Object.entries(actionYml.inputs).flatMap(([name, input]) =>
+      input.default === undefined ? [] : [[name, input.default] as const],
+    )
+    const inputEnv = Object.fromEntries(
+      Object.entries({ ...Object.fromEntries(defaults), ...inputs }).map(([name, value]) => [
+        `INPUT_${name.replace(/ /g, '_').toUpperCase()}`,
+        value,
+      ]),
+    )
+    const result = spawnSync(process.execPath, [bundle], {
+      cwd,
+      encoding: 'utf8',
+      timeout: 60_000,
+      env: {
+        ...cleanEnv(),
+        ...inputEnv,
+        GITHUB_OUTPUT: outputFile,
+        GITHUB_STEP_SUMMARY: summaryFile,
+        RUNNER_TEMP: runnerTemp,
+        ...env,
+      },
+    })
+    return {
+      code: result.status,
+      stdout: result.stdout,
+      stderr: result.stderr,
+      outputs: parseOutputs(await readFile(outputFile, 'utf8')),
+      summary: await readFile(summaryFile, 'utf8'),
+    }
+  } finally {
+    await rm(runnerTemp, { recursive: true, force: true })
+  }
+}
+
+/** This process's environment without anything that would change what the action does. */
+function cleanEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !/^(INPUT_|KLUIS_|GITHUB_|RUNNER_)/.test(name)),
+  )
+}
+
+/** GITHUB_OUTPUT holds `name<<DELIMITER\nvalue\nDELIMITER` blocks. */
+function parseOutputs(text: string): Record<string, string> {
+  const outputs: Record<string, string> = {}
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const match = /^([^<]+)<<(.+)$/.exec(lines[i] ?? '')
+    if (!match) continue
+    const [, name, delimiter] = match as unknown as [string, string, string]
+    const end = lines.indexOf(delimiter, i + 1)
+    expect(end, `unterminated output ${name}`).toBeGreaterThan(i)
+    outputs[name] = lines.slice(i + 1, end).join('\n')
+    i = end
+  }
+  return outputs
+}
+
+function secretLines(secret: string): string[] {
+  return secret
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '')
+}
+
+const ciConfig = exampleConfig.replace('writer: keys/writer.key', 'writer: ${KLUIS_WRITER_KEY}')
+
+describe('the action, run like the runner runs it', () => {
+  let project: Project
+  afterEach(async () => {
+    await project?.cleanup()
+  })
+
+  it('backs up with the writer key from the environment, masked, and sets outputs and summary', async () => {
+    project = await createProject({ config: ciConfig })
+    const writerKey = await readFile(join(project.dir, 'keys', 'writer.key'), 'utf8')
+    expect((await project.run(['init'], { KLUIS_WRITER_KEY: writerKey })).code).toBe(0)
+
+    const run = await runAction(
+      project.dir,
+      { command: 'backup' },
+      { KLUIS_WRITER_KEY: writerKey },
+    )
+
+    expect(run.stderr).toBe('')
+    expect(run.code).toBe(0)
+    expect(run.outputs['snapshot-id']).toMatch(/^[0-9a-f]{32}$/)
+    expect(Number(run.outputs['bytes-added'])).toBeGreaterThan(0)
+    expect(Number(run.outputs['bytes-total'])).toBeGreaterThan(Number(run.outputs['bytes-added']) / 2)
+    expect(Number(run.outputs['duration-seconds'])).toBeGreaterThanOrEqual(0)
+
+    expect(run.summary).toContain('<table>')
+    expect(run.summary).toContain('<td>app-db</td>')
+    expect(run.summary).toContain('<td>uploads</td>')
+    expect(run.summary).toContain(run.outputs['snapshot-id'])
+
+    // Every line of the key is masked before anything else is printed…
+    const lines = run.stdout.split('\n')
+    const masks = lines.filter((line) => line.startsWith('::add-mask::'))
+    expect(masks).toEqual(secretLines(writerKey).map((line) => `::add-mask::${line}`))
+    expect(lines.slice(0, masks.length)).toEqual(masks)
+    // …and no line of it appears anywhere else.
+    const rest = lines.slice(masks.length).join('\n')
+    for (const line of secretLines(writerKey)) expect(rest).not.toContain(line)
+  })
+
+  it('restores with the reader key from KLUIS_READER_KEY, byte for byte', async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    const backup = await project.run(['backup', '--json'])
+    expect(backup.code).toBe(0)
+    const snapshotId = (JSON.parse(backup.stdout) as { snapshotId: string }).snapshotId
+    const readerKey = await readFile(join(project.dir, 'keys', 'reader.key'), 'utf8')
+
+    const run = await runAction(
+      project.dir,
+      { command: 'restore', target: 'restored' },
+      { KLUIS_READER_KEY: readerKey },
+    )
+
+    expect(run.code).toBe(0)
+    expect(run.outputs['snapshot-id']).toBe(snapshotId)
+    expect(Number(run.outputs['duration-seconds'])).toBeGreaterThanOrEqual(0)
+    const restored = join(project.dir, 'restored')
+    expect(await readFile(join(restored, 'uploads', 'docs', 'readme.txt'))).toEqual(
+      await readFile(join(project.dir, 'data', 'uploads', 'docs', 'readme.txt')),
+    )
+    expect(existsSync(join(restored, 'uploads', 'scratch.tmp'))).toBe(false)
+    const dump = (file: string) => sqlite(file, ['SELECT id, name, hex(bio) FROM users ORDER BY id'])
+    expect(dump(join(restored, 'app-db', 'app.db'))).toEqual(dump(join(project.dir, 'data', 'app.db')))
+    expect(run.summary).toContain('kluis restore')
+    expect(run.summary).toContain(restored)
+    for (const line of secretLines(readerKey)) {
+      expect(run.stdout).toContain(`::add-mask::${line}`)
+    }
+  })
+
+  it('checks the repository with read-data and reports the problem count', async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    expect((await project.run(['backup'])).code).toBe(0)
+
+    const run = await runAction(project.dir, {
+      command: 'check',
+      'read-data': 'true',
+      key: 'keys/reader.key',
+    })
+
+    expect(run.code).toBe(0)
+    expect(run.outputs.problems).toBe('0')
+    expect(run.summary).toContain('No problems found')
+  })
+
+  it('fails on an unknown command, quoting it and listing the valid ones', async () => {
+    project = await createProject()
+    const run = await runAction(project.dir, { command: 'explode' })
+    expect(run.code).toBe(1)
+    expect(run.stdout).toContain(
+      "::error::Invalid command 'explode'. Expected one of: backup, snapshots, restore, check.",
+    )
+    expect(run.outputs).toEqual({})
+  })
+
+  it('fails when the command input is missing (required: true is not enforced)', async () => {
+    project = await createProject()
+    const run = await runAction(project.dir, {})
+    expect(run.code).toBe(1)
+    expect(run.stdout).toContain('::error::Input required and not supplied: command')
+  })
+
+  it('fails clearly when the configuration file does not exist', async () => {
+    project = await createProject()
+    const run = await runAction(project.dir, { command: 'snapshots', config: 'missing.yml' })
+    expect(run.code).toBe(1)
+    const error = run.stdout.split('\n').find((line) => line.startsWith('::error::'))
+    expect(error).toContain('configuration file missing.yml does not exist')
+    expect(error).toContain('%0Ahint: ') // the hint on its own line
+    expect(run.stdout).not.toMatch(/\n\s+at /) // no stack trace
+  })
+
+  it('does not let a file name inject workflow commands into the log', async () => {
+    // Source names cannot hold ':' (the configuration rejects them), but file names can hold
+    // anything. A name that is not UTF-8 is skipped with a warning that quotes it.
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    const name = Buffer.concat([Buffer.from('\n::error::injected by a file name\n'), Buffer.from([0xff])])
+    await writeFile(Buffer.concat([Buffer.from(join(project.dir, 'data', 'uploads', '/')), name]), 'x')
+
+    const run = await runAction(project.dir, { command: 'backup' })
+
+    expect(run.code).toBe(0)
+    const lines = run.stdout.split('\n')
+    const token = /^::stop-commands::([0-9a-f]{32})$/.exec(lines.find((l) => l.startsWith('::stop-commands::')) ?? '')?.[1]
+    expect(token).toBeDefined()
+    const stopped = lines.indexOf(`::stop-commands::${token}`)
+    const resumed = lines.indexOf(`::${token}::`)
+    const injected = lines.indexOf('::error::injected by a file name')
+    expect(stopped).toBeGreaterThanOrEqual(0)
+    expect(injected).toBeGreaterThan(stopped)
+    expect(resumed).toBeGreaterThan(injected)
+    // Outside the stopped stretch the only commands are ours; the warning arrives escaped.
+    const outside = [...lines.slice(0, stopped), ...lines.slice(resumed + 1)]
+    expect(outside.filter((line) => line.startsWith('::error::'))).toEqual([])
+    expect(outside).toContainEqual(
+      expect.stringMatching(/^::warning::source 'uploads': %0A::error::injected by a file name%0A/),
+    )
+  })
+})
+
+describe('action.yml', () => {
+  it('runs the bundle on node24', () => {
+    expect(actionYml.runs.using).toBe('node24')
+    expect(existsSync(join(root, actionYml.runs.main))).toBe(true)
+  })
+
+  it('declares every input the action reads, and reads every input it declares', async () => {
+    const source = await readFile(join(root, 'src', 'action', 'inputs.ts'), 'utf8')
+    const read = [...source.matchAll(/(?:getInput|getBooleanInput|booleanInput)\(\s*'([^']+)'/g)]
+      .map((match) => match[1])
+    expect(new Set(read)).toEqual(new Set(Object.keys(actionYml.inputs)))
+    expect(actionYml.inputs.command?.required).toBe(true)
+  })
+
+  it('declares the outputs', () => {
+    for (const name of ['snapshot-id', 'bytes-added', 'bytes-total', 'duration-seconds', 'problems']) {
+      expect(actionYml.outputs[name]?.description, name).toBeTruthy()
+    }
+  })
+})
