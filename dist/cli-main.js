@@ -54422,12 +54422,17 @@ import { join as join2, resolve as resolve2 } from "node:path";
 var BLOCK2 = 512;
 var MAX_META_SIZE = 1 << 20;
 var MAX_SYMLINK_HOPS = 40;
+var BACKGROUND_LIMIT = 16;
 async function extractTar(stream, dest, options2) {
   const input2 = new ByteReader(stream);
   const extractor = new Extractor(resolve2(dest), options2.onWarning ?? (() => {
   }));
   try {
     await extractor.extractAll(input2);
+  } catch (error62) {
+    await extractor.settle().catch(() => {
+    });
+    throw error62;
   } finally {
     await input2.close();
   }
@@ -54617,6 +54622,7 @@ var Extractor = class {
   symlinks = /* @__PURE__ */ new Map();
   /** Symlinks refused for an absolute target; still nothing may be written below them. */
   refusedSymlinks = /* @__PURE__ */ new Set();
+  background = new Background(BACKGROUND_LIMIT);
   /**
    * As root, like GNU tar, restore numeric owners: otherwise a setuid file would come back
    * setuid root.
@@ -54717,15 +54723,25 @@ var Extractor = class {
         hash2.update(piece);
         await writeFully(handle, piece);
       }
-      if (this.restoreOwners) await handle.chown(entry.owner.uid, entry.owner.gid);
-      await handle.chmod(entry.mode);
-      await handle.utimes(entry.mtime, entry.mtime);
-    } finally {
+    } catch (error62) {
       await handle.close();
+      throw error62;
     }
+    await this.background.add(this.finishFile(handle, entry));
     const sha2562 = hash2.digest("hex");
     const { mode, mtime, size } = entry;
     this.setFact({ path, type: "file", mode, mtime, size, sha256: sha2562, offset });
+  }
+  async finishFile(handle, entry) {
+    try {
+      if (this.restoreOwners) await handle.chown(entry.owner.uid, entry.owner.gid);
+      await handle.chmod(entry.mode);
+      await handle.utimes(entry.mtime, entry.mtime);
+    } catch (error62) {
+      throw writeError(entry.name, error62);
+    } finally {
+      await handle.close();
+    }
   }
   async extractSymlink(path, entry) {
     await this.ensureParents(path, entry.name);
@@ -54852,7 +54868,12 @@ var Extractor = class {
     return join2(this.dest, path);
   }
   /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
+  /** Waits for the attribute updates still running; true if they all succeeded. */
+  async settle() {
+    await this.background.all();
+  }
   async finish() {
+    await this.background.all();
     this.dropEscapingSymlinks();
     for (const [path, link3] of this.symlinks) await this.createSymlink(path, link3);
     const directories = [...this.directoryAttributes].sort(
@@ -54934,6 +54955,33 @@ function safePath(name) {
   }
   return parts.join("/");
 }
+var Background = class {
+  constructor(limit) {
+    this.limit = limit;
+  }
+  limit;
+  running = /* @__PURE__ */ new Set();
+  failure;
+  /** Starts tracking `task`; waits while `limit` tasks are running. */
+  async add(task) {
+    this.running.add(task);
+    const done = () => this.running.delete(task);
+    task.then(done, (error62) => {
+      this.failure ??= { error: error62 };
+      done();
+    });
+    while (this.running.size >= this.limit) await Promise.race(this.running).catch(() => {
+    });
+    this.throwFailure();
+  }
+  async all() {
+    await Promise.allSettled(this.running);
+    this.throwFailure();
+  }
+  throwFailure() {
+    if (this.failure) throw this.failure.error;
+  }
+};
 async function writeFully(handle, data) {
   let written = 0;
   while (written < data.length) {

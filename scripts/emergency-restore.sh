@@ -124,7 +124,7 @@ grep -q "^{\"kluis\":\"snapshot-manifest\",\"version\":1,\"snapshot\":\"$snapsho
 # {"name":" can only begin such an object, never occur inside a string.
 stream_sha=$(awk '{ gsub(/\{"name":"/, "\n&"); print }' "$work/manifest.json" |
   awk -v src="$source_name" -v s="$stream_name" '
-    index($0, "{\"name\":\"") == 1 && index($0, "\",\"type\":\"") { in_src = (index($0, "{\"name\":\"" src "\",\"type\":\"") == 1); next }
+    /^\{"name":"[^"]*","type":"/ { in_src = (index($0, "{\"name\":\"" src "\",\"type\":\"") == 1); next }
     in_src && index($0, "{\"name\":\"" s "\",\"size\":") == 1 {
       v = $0; sub(/^.*"sha256":"/, "", v); sub(/".*$/, "", v); print v; exit
     }')

@@ -127,17 +127,15 @@ describe('the action, run like the runner runs it', () => {
     const writerKey = await readFile(join(project.dir, 'keys', 'writer.key'), 'utf8')
     expect((await project.run(['init'], { KLUIS_WRITER_KEY: writerKey })).code).toBe(0)
 
-    const run = await runAction(
-      project.dir,
-      { command: 'backup' },
-      { KLUIS_WRITER_KEY: writerKey },
-    )
+    const run = await runAction(project.dir, { command: 'backup' }, { KLUIS_WRITER_KEY: writerKey })
 
     expect(run.stderr).toBe('')
     expect(run.code).toBe(0)
     expect(run.outputs['snapshot-id']).toMatch(/^[0-9a-f]{32}$/)
     expect(Number(run.outputs['bytes-added'])).toBeGreaterThan(0)
-    expect(Number(run.outputs['bytes-total'])).toBeGreaterThan(Number(run.outputs['bytes-added']) / 2)
+    expect(Number(run.outputs['bytes-total'])).toBeGreaterThan(
+      Number(run.outputs['bytes-added']) / 2,
+    )
     expect(Number(run.outputs['duration-seconds'])).toBeGreaterThanOrEqual(0)
 
     expect(run.summary).toContain('<table>')
@@ -177,8 +175,11 @@ describe('the action, run like the runner runs it', () => {
       await readFile(join(project.dir, 'data', 'uploads', 'docs', 'readme.txt')),
     )
     expect(existsSync(join(restored, 'uploads', 'scratch.tmp'))).toBe(false)
-    const dump = (file: string) => sqlite(file, ['SELECT id, name, hex(bio) FROM users ORDER BY id'])
-    expect(dump(join(restored, 'app-db', 'app.db'))).toEqual(dump(join(project.dir, 'data', 'app.db')))
+    const dump = (file: string) =>
+      sqlite(file, ['SELECT id, name, hex(bio) FROM users ORDER BY id'])
+    expect(dump(join(restored, 'app-db', 'app.db'))).toEqual(
+      dump(join(project.dir, 'data', 'app.db')),
+    )
     expect(run.summary).toContain('kluis restore')
     expect(run.summary).toContain(restored)
     for (const line of secretLines(readerKey)) {
@@ -234,14 +235,22 @@ describe('the action, run like the runner runs it', () => {
     // anything. A name that is not UTF-8 is skipped with a warning that quotes it.
     project = await createProject()
     expect((await project.run(['init'])).code).toBe(0)
-    const name = Buffer.concat([Buffer.from('\n::error::injected by a file name\n'), Buffer.from([0xff])])
-    await writeFile(Buffer.concat([Buffer.from(join(project.dir, 'data', 'uploads', '/')), name]), 'x')
+    const name = Buffer.concat([
+      Buffer.from('\n::error::injected by a file name\n'),
+      Buffer.from([0xff]),
+    ])
+    await writeFile(
+      Buffer.concat([Buffer.from(join(project.dir, 'data', 'uploads', '/')), name]),
+      'x',
+    )
 
     const run = await runAction(project.dir, { command: 'backup' })
 
     expect(run.code).toBe(0)
     const lines = run.stdout.split('\n')
-    const token = /^::stop-commands::([0-9a-f]{32})$/.exec(lines.find((l) => l.startsWith('::stop-commands::')) ?? '')?.[1]
+    const token = /^::stop-commands::([0-9a-f]{32})$/.exec(
+      lines.find((l) => l.startsWith('::stop-commands::')) ?? '',
+    )?.[1]
     expect(token).toBeDefined()
     const stopped = lines.indexOf(`::stop-commands::${token}`)
     const resumed = lines.indexOf(`::${token}::`)
@@ -266,14 +275,21 @@ describe('action.yml', () => {
 
   it('declares every input the action reads, and reads every input it declares', async () => {
     const source = await readFile(join(root, 'src', 'action', 'inputs.ts'), 'utf8')
-    const read = [...source.matchAll(/(?:getInput|getBooleanInput|booleanInput)\(\s*'([^']+)'/g)]
-      .map((match) => match[1])
+    const read = [
+      ...source.matchAll(/(?:getInput|getBooleanInput|booleanInput)\(\s*'([^']+)'/g),
+    ].map((match) => match[1])
     expect(new Set(read)).toEqual(new Set(Object.keys(actionYml.inputs)))
     expect(actionYml.inputs.command?.required).toBe(true)
   })
 
   it('declares the outputs', () => {
-    for (const name of ['snapshot-id', 'bytes-added', 'bytes-total', 'duration-seconds', 'problems']) {
+    for (const name of [
+      'snapshot-id',
+      'bytes-added',
+      'bytes-total',
+      'duration-seconds',
+      'problems',
+    ]) {
       expect(actionYml.outputs[name]?.description, name).toBeTruthy()
     }
   })
