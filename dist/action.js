@@ -23087,10 +23087,10 @@ var require_util_map_includes = __commonJS({
     "use strict";
     var identity = require_identity();
     function mapIncludes(ctx, items, search) {
-      const { uniqueKeys: uniqueKeys2 } = ctx.options;
-      if (uniqueKeys2 === false)
+      const { uniqueKeys } = ctx.options;
+      if (uniqueKeys === false)
         return false;
-      const isEqual = typeof uniqueKeys2 === "function" ? uniqueKeys2 : (a, b) => a === b || identity.isScalar(a) && identity.isScalar(b) && a.value === b.value;
+      const isEqual = typeof uniqueKeys === "function" ? uniqueKeys : (a, b) => a === b || identity.isScalar(a) && identity.isScalar(b) && a.value === b.value;
       return items.some((pair) => isEqual(pair.key, search));
     }
     exports.mapIncludes = mapIncludes;
@@ -73420,7 +73420,8 @@ var objectNames = {
   dedupKey: (group2) => `keys/${group2}.pgp`,
   chunk: (id) => `chunks/${id.slice(0, 2)}/${id}`,
   index: (id) => `snapshots/${id}.json.asc`,
-  manifest: (id) => `snapshots/${id}.manifest.pgp`
+  /** One manifest per key group, encrypted to that group's readers only. */
+  manifest: (id, group2) => `snapshots/${id}.${group2}.manifest.pgp`
 };
 var hex64 = external_exports.string().regex(/^[0-9a-f]{64}$/);
 var snapshotId = external_exports.string().regex(/^[0-9a-f]{32}$/);
@@ -73452,7 +73453,8 @@ var snapshotIndexSchema = external_exports.object({
   time: external_exports.string(),
   host: external_exports.string(),
   writer: external_exports.string(),
-  manifest: external_exports.object({ size: external_exports.number().int().positive(), sha256: hex64 }),
+  /** Per key group: the size and SHA-256 of its encrypted manifest object. */
+  manifests: external_exports.record(external_exports.string(), external_exports.object({ size: external_exports.number().int().positive(), sha256: hex64 })),
   sources: external_exports.array(
     external_exports.object({
       name: external_exports.string(),
@@ -73466,6 +73468,7 @@ var manifestSchema = external_exports.object({
   kluis: external_exports.literal("snapshot-manifest"),
   version: external_exports.literal(FORMAT_VERSION),
   snapshot: snapshotId,
+  group: external_exports.string(),
   sources: external_exports.array(
     external_exports.object({
       name: external_exports.string(),
@@ -73711,19 +73714,22 @@ var Repository = class _Repository {
     }
   }
   /**
-   * Writes the manifest, then the signed index. The index is written last: until it exists
-   * there is no snapshot, so an interrupted backup leaves only unreferenced objects.
+   * Writes one manifest per key group (encrypted to that group's readers), then the signed
+   * index. The index is written last: until it exists there is no snapshot, so an interrupted
+   * backup leaves only unreferenced objects.
    */
-  async writeSnapshot(index2, manifest, readers, writer) {
-    const sealed = Buffer.from(
-      await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer)
-    );
-    const full = {
-      ...index2,
-      writer: fingerprintOf(writer),
-      manifest: { size: sealed.length, sha256: createHash3("sha256").update(sealed).digest("hex") }
-    };
-    await this.putNew(objectNames.manifest(index2.id), sealed);
+  async writeSnapshot(index2, manifests, writer) {
+    const full = { ...index2, writer: fingerprintOf(writer), manifests: {} };
+    for (const { manifest, readers } of manifests) {
+      const sealed = Buffer.from(
+        await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer)
+      );
+      await this.putNew(objectNames.manifest(index2.id, manifest.group), sealed);
+      full.manifests[manifest.group] = {
+        size: sealed.length,
+        sha256: createHash3("sha256").update(sealed).digest("hex")
+      };
+    }
     const signed = await signCleartext(JSON.stringify(full, null, 1), writer);
     await this.putNew(objectNames.index(index2.id), Buffer.from(signed));
     return full;
@@ -73778,8 +73784,15 @@ var Repository = class _Repository {
     }
     return snapshots.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id));
   }
-  async readManifest(index2, decryptionKeys, writer) {
-    const object2 = objectNames.manifest(index2.id);
+  /** The manifest of one key group, verified against the signed index and the writer's signature. */
+  async readManifest(index2, group2, decryptionKeys, writer) {
+    const object2 = objectNames.manifest(index2.id, group2);
+    const recorded = index2.manifests[group2];
+    if (!recorded)
+      throw new IntegrityError(
+        objectNames.index(index2.id),
+        `names no manifest for key group '${group2}'`
+      );
     let sealed;
     try {
       sealed = await this.storage.get(object2);
@@ -73787,14 +73800,17 @@ var Repository = class _Repository {
       if (error63 instanceof ObjectNotFoundError) throw new IntegrityError(object2, "is missing");
       throw error63;
     }
-    if (createHash3("sha256").update(sealed).digest("hex") !== index2.manifest.sha256) {
+    if (createHash3("sha256").update(sealed).digest("hex") !== recorded.sha256) {
       throw new IntegrityError(object2, "does not match the SHA-256 recorded in the signed index");
     }
     const plain = await decryptAndVerify(sealed, decryptionKeys, writer, object2);
     const parsed = manifestSchema.safeParse(parseJson(Buffer.from(plain), object2));
     if (!parsed.success) throw new IntegrityError(object2, "is not a valid snapshot manifest");
-    if (parsed.data.snapshot !== index2.id) {
-      throw new IntegrityError(object2, `belongs to another snapshot (${parsed.data.snapshot})`);
+    if (parsed.data.snapshot !== index2.id || parsed.data.group !== group2) {
+      throw new IntegrityError(
+        object2,
+        `belongs to another snapshot or key group (${parsed.data.snapshot}, ${parsed.data.group})`
+      );
     }
     return parsed.data;
   }
@@ -75182,7 +75198,6 @@ async function backup(config3, options, reporter, env) {
     resolvePath: (path) => resolvePath(config3, path)
   };
   const indexSources = [];
-  const manifestSources = [];
   const results = [];
   for (const source of sources) {
     const group2 = sourceGroup(source);
@@ -75201,7 +75216,7 @@ async function backup(config3, options, reporter, env) {
       config3.compressionLevel
     );
     indexSources.push({ name: source.name, type: source.type, group: group2, streams: saved.indexStreams });
-    manifestSources.push({
+    groupWriter.manifestSources.push({
       name: source.name,
       type: source.type,
       facts: saved.facts,
@@ -75210,11 +75225,18 @@ async function backup(config3, options, reporter, env) {
     results.push(saved.result);
   }
   const id = newSnapshotId();
-  const readers = uniqueKeys([...groups.values()].flatMap((g) => g.readers));
   const index2 = await repository.writeSnapshot(
     { kluis: "snapshot-index", version: 1, id, time: time3, host, sources: indexSources },
-    { kluis: "snapshot-manifest", version: 1, snapshot: id, sources: manifestSources },
-    readers,
+    [...groups].map(([group2, { readers, manifestSources }]) => ({
+      readers,
+      manifest: {
+        kluis: "snapshot-manifest",
+        version: 1,
+        snapshot: id,
+        group: group2,
+        sources: manifestSources
+      }
+    })),
     writer
   );
   const indexSize = (await repository.storage.stat(objectNames.index(id)))?.size ?? 0;
@@ -75225,7 +75247,7 @@ async function backup(config3, options, reporter, env) {
     host,
     sources: results,
     bytesTotal: results.reduce((sum, r) => sum + r.size, 0),
-    bytesAdded: stored + index2.manifest.size + indexSize,
+    bytesAdded: stored + Object.values(index2.manifests).reduce((sum, m) => sum + m.size, 0) + indexSize,
     dataAdded: results.reduce((sum, r) => sum + r.dataAdded, 0),
     durationSeconds: (performance.now() - started) / 1e3
   };
@@ -75237,7 +75259,8 @@ async function openGroup(config3, repository, group2, writer) {
     readers,
     dedupKey,
     chunker: new Chunker(gearTable(dedupKey), repository.chunker),
-    sealer: await ChunkSealer.create(readers)
+    sealer: await ChunkSealer.create(readers),
+    manifestSources: []
   };
 }
 async function backupSource(source, context, repository, group2, known, level) {
@@ -75307,11 +75330,6 @@ async function storeStream(data, repository, group2, known, level, result) {
   for (const ref of repeats) ref[2] = known.get(ref[0]) ?? 0;
   return { size, sha256: hash2.digest("hex"), chunks };
 }
-function uniqueKeys(keys) {
-  const seen = /* @__PURE__ */ new Map();
-  for (const key of keys) seen.set(key.getFingerprint(), key);
-  return [...seen.values()];
-}
 
 // src/commands/check.ts
 var READ_CONCURRENCY = 4;
@@ -75333,11 +75351,12 @@ async function check2(config3, options, reporter, env) {
   const referenced = /* @__PURE__ */ new Map();
   const missing = /* @__PURE__ */ new Set();
   for (const index2 of indexes) {
-    const manifestSize = await repository.storage.stat(objectNames.manifest(index2.id));
-    if (manifestSize?.size !== index2.manifest.size) {
-      problems.push(
-        `${objectNames.manifest(index2.id)}: ${manifestSize ? "has the wrong size" : "is missing"}`
-      );
+    for (const [group2, recorded] of Object.entries(index2.manifests)) {
+      const object2 = objectNames.manifest(index2.id, group2);
+      const actual = await repository.storage.stat(object2);
+      if (actual?.size !== recorded.size) {
+        problems.push(`${object2}: ${actual ? "has the wrong size" : "is missing"}`);
+      }
     }
     for (const source of index2.sources) {
       for (const stream of source.streams) {
@@ -75361,7 +75380,9 @@ async function check2(config3, options, reporter, env) {
   let chunksRead = 0;
   if (readerKey) {
     for (const index2 of indexes) {
-      await repository.readManifest(index2, [readerKey], writer).catch(record2);
+      for (const group2 of Object.keys(index2.manifests)) {
+        await repository.readManifest(index2, group2, [readerKey], writer).catch(record2);
+      }
     }
     const opener = new ChunkOpener([readerKey]);
     const dedupKeys = /* @__PURE__ */ new Map();
@@ -75505,9 +75526,15 @@ async function restore(config3, options, reporter, env) {
     );
   }
   await refuseNonEmpty(target, options.force ?? false);
-  const manifest = await repository.readManifest(index2, [readerKey], writer);
+  const chosen = index2.sources.filter((s) => wanted.includes(s.name));
+  const groups = /* @__PURE__ */ new Map();
+  for (const group2 of new Set(chosen.map((s) => s.group))) {
+    groups.set(group2, {
+      manifest: await repository.readManifest(index2, group2, [readerKey], writer),
+      dedupKey: await repository.dedupKey(group2, [readerKey], writer)
+    });
+  }
   const opener = new ChunkOpener([readerKey]);
-  const dedupKeys = /* @__PURE__ */ new Map();
   const context = {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir2(),
@@ -75517,25 +75544,15 @@ async function restore(config3, options, reporter, env) {
   const staging = await mkdtemp2(join6(dirname3(target), ".kluis-restore-"));
   try {
     const restored = [];
-    for (const source of index2.sources.filter((s) => wanted.includes(s.name))) {
+    for (const source of chosen) {
+      const { manifest, dedupKey } = groups.get(source.group);
+      const manifestObject = objectNames.manifest(index2.id, source.group);
       const facts = manifest.sources.find((s) => s.name === source.name);
-      if (!facts)
-        throw new IntegrityError(
-          `snapshots/${index2.id}.manifest.pgp`,
-          `has no entry for source ${source.name}`
-        );
-      let dedupKey = dedupKeys.get(source.group);
-      if (!dedupKey) {
-        dedupKey = await repository.dedupKey(source.group, [readerKey], writer);
-        dedupKeys.set(source.group, dedupKey);
-      }
+      if (!facts) throw new IntegrityError(manifestObject, `has no entry for source ${source.name}`);
       const streams = source.streams.map((stream) => {
         const expected = facts.streams.find((s) => s.name === stream.name);
         if (!expected) {
-          throw new IntegrityError(
-            `snapshots/${index2.id}.manifest.pgp`,
-            `has no stream ${source.name}/${stream.name}`
-          );
+          throw new IntegrityError(manifestObject, `has no stream ${source.name}/${stream.name}`);
         }
         const label = `snapshot ${index2.id.slice(0, 8)} source ${source.name} stream ${stream.name}`;
         return {
@@ -75859,8 +75876,8 @@ async function writeSummary(outcome) {
         header("Source", "Type", "Size", "New chunks", "Stored"),
         ...rows,
         [
-          "<strong>Total</strong>",
-          "",
+          // An empty cell would be written as an unclosed <td>: span the type column instead.
+          { data: "<strong>Total</strong>", colspan: "2" },
           formatBytes(result.bytesTotal),
           `${newChunks} of ${chunks}`,
           formatBytes(stored)

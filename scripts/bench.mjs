@@ -233,6 +233,7 @@ async function run() {
         )
       : undefined
 
+  settle()
   progress('peer backup: tar | zstd -3 -T2 | gpg --encrypt')
   results.peerBackup = await measure(
     'bash',
@@ -249,15 +250,18 @@ async function run() {
   results.peerBackup.peakRss = peerRss(['pb1', 'pb2', 'pb3'])
   const peerStored = statSync(paths.peerOut).size
 
+  settle()
   progress('kluis backup')
   results.backup = await kluis(['backup', '--json'], { profile: 'backup' })
   const first = JSON.parse(results.backup.stdout)
   const repoAfterFirst = treeSize(paths.repo)
 
+  settle()
   progress('kluis backup of unchanged data')
   results.backup2 = await kluis(['backup', '--json'])
   const second = JSON.parse(results.backup2.stdout)
 
+  settle()
   progress('kluis restore')
   results.restore = await kluis(
     ['restore', '--target', paths.restore, '--key', join('keys', 'reader.key'), '--json'],
@@ -269,6 +273,7 @@ async function run() {
   compareRestore('kluis', join(paths.restore, 'files'), join(paths.restore, 'database', 'app.sqlite'), original, problems)
   rmSync(paths.restore, { recursive: true, force: true })
 
+  settle()
   progress('peer restore: gpg --decrypt | zstd -d | tar -x')
   mkdirSync(paths.peerRestore)
   results.peerRestore = await measure(
@@ -460,6 +465,14 @@ function measure(command, commandArgs, { env = process.env, pollRss = true } = {
     // The child is a zombie until 'exit' is handled: a poll right before exit still reads it.
     if (timer) child.once('spawn', poll)
   })
+}
+
+/**
+ * Writes dirty pages out before a timed step, so that no step pays for the previous one's
+ * writeback (the generated data, the repository, restored files).
+ */
+function settle() {
+  spawnSync('sync', { stdio: 'ignore' })
 }
 
 function sh(text) {

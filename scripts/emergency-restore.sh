@@ -51,9 +51,13 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/kluis-restore.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 trap 'exit 1' HUP INT TERM
 
-# gpg with machine-readable status lines in $work/status; its own messages go to stderr.
+# gpg with machine-readable status lines in $work/status; its messages are shown on failure only.
 gpg_status() {
-  gpg --batch --no-tty --quiet --yes --status-fd 3 "$@" 3>"$work/status"
+  if gpg --batch --no-tty --quiet --yes --status-fd 3 "$@" 3>"$work/status" 2>"$work/gpg.log"; then
+    return 0
+  fi
+  cat "$work/gpg.log" >&2
+  return 1
 }
 
 # The primary-key fingerprint of the one valid signature in $work/status, or failure.
@@ -108,18 +112,26 @@ stream_size=$(awk -v s="$stream_name" '$1 == "stream" && $2 == s { print $3; exi
 [ -n "$stream_size" ] || die "source $source_name has no stream named $stream_name"
 awk -v s="$stream_name" '$1 == "chunk" && $2 == s { print $3, $4 }' "$work/plan" >"$work/chunks"
 
-# 2. The manifest: its SHA-256 is in the signed index; it is encrypted to the readers and signed
-#    by the writer, and holds each stream's SHA-256.
-manifest="$repo/snapshots/$snapshot.manifest.pgp"
+# 2. The manifest of the source's key group: its SHA-256 is in the signed index; it is
+#    encrypted to the group's readers, signed by the writer, and holds each stream's SHA-256.
+group=$(awk '$1 == "group" { print $2; exit }' "$work/plan")
+case $group in *[!a-z0-9_-]* | '' | [_-]*) die "$index: invalid key group '$group' for $source_name" ;; esac
+manifest="$repo/snapshots/$snapshot.$group.manifest.pgp"
 [ -f "$manifest" ] || die "$manifest does not exist"
-want=$(sed -n 's/^  "sha256": "\([0-9a-f]*\)"$/\1/p' "$work/index.json")
+# "manifests": { "<group>": { "size": N, "sha256": "<hex>" }, ... } at 1, 2 and 3 spaces.
+want=$(awk -v g="$group" '
+  /^ "manifests": [{]/ { in_m = 1; next }
+  in_m && /^ [}]/ { in_m = 0 }
+  in_m && /^  "/ { in_g = ($0 == "  \"" g "\": {"); next }
+  in_g && /^   "sha256": "/ { v = $0; sub(/^   "sha256": "/, "", v); sub(/".*$/, "", v); print v; exit }
+' "$work/index.json")
 have=$(sha256sum <"$manifest" | cut -d' ' -f1)
 [ -n "$want" ] && [ "$have" = "$want" ] || die "$manifest: SHA-256 differs from the signed index"
 gpg_status --output "$work/manifest.json" --decrypt "$manifest" ||
   die "$manifest: cannot decrypt or verify (is the reader's private key in GNUPGHOME?)"
 [ "$(signer_of)" = "$signer" ] || die "$manifest: not signed by the writer $signer"
-grep -q "^{\"kluis\":\"snapshot-manifest\",\"version\":1,\"snapshot\":\"$snapshot\"," "$work/manifest.json" ||
-  die "$manifest: not the manifest of snapshot $snapshot"
+grep -q "^{\"kluis\":\"snapshot-manifest\",\"version\":1,\"snapshot\":\"$snapshot\",\"group\":\"$group\"," "$work/manifest.json" ||
+  die "$manifest: not the manifest of snapshot $snapshot, key group $group"
 # One line per object that starts with "name" (sources and streams): in JSON text the bytes
 # {"name":" can only begin such an object, never occur inside a string.
 stream_sha=$(awk '{ gsub(/\{"name":"/, "\n&"); print }' "$work/manifest.json" |

@@ -142,6 +142,7 @@ describe('the action, run like the runner runs it', () => {
     expect(run.summary).toContain('<td>app-db</td>')
     expect(run.summary).toContain('<td>uploads</td>')
     expect(run.summary).toContain(run.outputs['snapshot-id'])
+    expect(run.summary).toMatch(/<td colspan="2"><strong>Total<\/strong><\/td><td>[^<]+<\/td>/)
 
     // Every line of the key is masked before anything else is printed…
     const lines = run.stdout.split('\n')

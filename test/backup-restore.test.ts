@@ -13,7 +13,8 @@ import {
 } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createProject, type Project, sqlite } from './support/project.js'
+import { generateKeys } from '../src/commands/keys.js'
+import { createProject, exampleConfig, type Project, sqlite } from './support/project.js'
 
 const sha256 = async (file: string) =>
   createHash('sha256')
@@ -193,3 +194,75 @@ function pseudoRandom(size: number, seed: number): Buffer {
   }
   return out
 }
+
+describe('key groups', () => {
+  let project: Project
+  beforeAll(async () => {
+    const config = exampleConfig
+      .replace(
+        'writer-public: keys/writer.asc',
+        'writer-public: keys/writer.asc\n  groups: { database: { readers: [dba/reader.asc] } }',
+      )
+      .replace('path: data/app.db }', 'path: data/app.db, group: database }')
+    project = await createProject({ config })
+    await generateKeys({ out: join(project.dir, 'dba'), kind: 'ecc', force: false })
+    expect((await project.run(['init'])).code).toBe(0)
+    expect((await project.run(['backup'])).code).toBe(0)
+  })
+  afterAll(() => project.cleanup())
+
+  it("each group's data, manifest and file list are readable only by that group's readers", async () => {
+    const dbByDba = await project.run([
+      'restore',
+      '--source',
+      'app-db',
+      '--target',
+      'dba-out',
+      '--key',
+      'dba/reader.key',
+    ])
+    expect(dbByDba.code).toBe(0)
+    expect(
+      sqlite(join(project.dir, 'dba-out', 'app-db', 'app.db'), [
+        'SELECT count(*) FROM users',
+      ]).trim(),
+    ).toBe('2000')
+
+    const uploadsByDba = await project.run([
+      'restore',
+      '--source',
+      'uploads',
+      '--target',
+      'x',
+      '--key',
+      'dba/reader.key',
+    ])
+    expect(uploadsByDba.code).toBe(1)
+    expect(uploadsByDba.stderr).toMatch(
+      /none of the given private keys can decrypt snapshots\/\w+\.default\.manifest\.pgp/,
+    )
+
+    const dbByDefault = await project.run([
+      'restore',
+      '--source',
+      'app-db',
+      '--target',
+      'y',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(dbByDefault.code).toBe(1)
+    expect(dbByDefault.stderr).toMatch(/database\.manifest\.pgp/)
+
+    const uploadsByDefault = await project.run([
+      'restore',
+      '--source',
+      'uploads',
+      '--target',
+      'z',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(uploadsByDefault.code).toBe(0)
+  })
+})

@@ -30,14 +30,24 @@ describe('chunk cipher', () => {
 
   it('openpgp.js reads our messages as ordinary OpenPGP messages', async () => {
     const sealer = await ChunkSealer.create([readerPublic])
-    const message = await openpgp.readMessage({ binaryMessage: sealer.seal(Buffer.from('standard')) })
-    const { data } = await openpgp.decrypt({ message, decryptionKeys: readerPrivate, format: 'binary' })
+    const message = await openpgp.readMessage({
+      binaryMessage: sealer.seal(Buffer.from('standard')),
+    })
+    const { data } = await openpgp.decrypt({
+      message,
+      decryptionKeys: readerPrivate,
+      format: 'binary',
+    })
     expect(Buffer.from(data).toString()).toBe('standard')
   })
 
   it('reads a message that openpgp.js wrote itself (the general path)', async () => {
     const message = await openpgp.createMessage({ binary: Buffer.from('from the library') })
-    const encrypted = await openpgp.encrypt({ message, encryptionKeys: readerPublic, format: 'binary' })
+    const encrypted = await openpgp.encrypt({
+      message,
+      encryptionKeys: readerPublic,
+      format: 'binary',
+    })
     const opened = await new ChunkOpener([readerPrivate]).open(Buffer.from(encrypted), 'library')
     expect(opened.toString()).toBe('from the library')
   })
@@ -48,7 +58,9 @@ describe('chunk cipher', () => {
     for (const position of [message.length - 1, message.length - 100, message.length - 4000]) {
       const tampered = Buffer.from(message)
       tampered[position] = (tampered[position] as number) ^ 0x80
-      const error = await new ChunkOpener([readerPrivate]).open(tampered, 'chunks/ab/abc').catch((e) => e)
+      const error = await new ChunkOpener([readerPrivate])
+        .open(tampered, 'chunks/ab/abc')
+        .catch((e) => e)
       expect(error).toBeInstanceOf(IntegrityError)
       expect(error.message).toMatch(/^chunks\/ab\/abc: /)
     }
@@ -56,7 +68,9 @@ describe('chunk cipher', () => {
 
   it('a key that is not a reader gets a KeyError naming the key ids', async () => {
     const sealer = await ChunkSealer.create([readerPublic])
-    const error = await new ChunkOpener([strangerPrivate]).open(sealer.seal(Buffer.from('x')), 'chunks/cd/cde').catch((e) => e)
+    const error = await new ChunkOpener([strangerPrivate])
+      .open(sealer.seal(Buffer.from('x')), 'chunks/cd/cde')
+      .catch((e) => e)
     expect(error).toBeInstanceOf(KeyError)
     expect(error.message).toContain('chunks/cd/cde')
     expect(error.message).toContain(readerPublic.getKeys()[1]?.getKeyID().toHex().toUpperCase())

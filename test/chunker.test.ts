@@ -1,6 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { Chunker, defaultChunkerParameters, gearTable, validateParameters } from '../src/chunker/fastcdc.js'
+import {
+  Chunker,
+  defaultChunkerParameters,
+  gearTable,
+  validateParameters,
+} from '../src/chunker/fastcdc.js'
 
 const params = { min: 4 * 1024, avg: 16 * 1024, max: 64 * 1024 }
 const chunker = new Chunker(gearTable(Buffer.alloc(32, 7)), params)
@@ -17,7 +22,8 @@ function deterministic(size: number, seed: string): Buffer {
 
 async function chunksOf(data: Buffer, pieceSize: number, c = chunker): Promise<Buffer[]> {
   async function* pieces() {
-    for (let offset = 0; offset < data.length; offset += pieceSize) yield data.subarray(offset, offset + pieceSize)
+    for (let offset = 0; offset < data.length; offset += pieceSize)
+      yield data.subarray(offset, offset + pieceSize)
   }
   const out: Buffer[] = []
   for await (const chunk of c.chunks(pieces())) out.push(Buffer.from(chunk))
@@ -47,7 +53,11 @@ describe('content-defined chunker', () => {
 
   it('an insertion in the middle changes only the chunks around it', async () => {
     const middle = data.length / 2
-    const edited = Buffer.concat([data.subarray(0, middle), Buffer.from('inserted bytes'), data.subarray(middle)])
+    const edited = Buffer.concat([
+      data.subarray(0, middle),
+      Buffer.from('inserted bytes'),
+      data.subarray(middle),
+    ])
     const before = new Set(ids(await chunksOf(data, 65_536)))
     const after = ids(await chunksOf(edited, 65_536))
     const changed = after.filter((id) => !before.has(id)).length

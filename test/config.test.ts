@@ -16,30 +16,45 @@ describe('configuration', () => {
   })
 
   it('replaces ${VAR} after parsing, so a multi-line secret cannot change the YAML', () => {
-    const key = '-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nsources: []\nxyz\n-----END PGP PRIVATE KEY BLOCK-----\n'
-    const config = parseConfig(exampleConfig.replace('keys/writer.key', '${KLUIS_WRITER_KEY}'), '/x/k.yml', {
-      KLUIS_WRITER_KEY: key,
-    })
+    const key =
+      '-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nsources: []\nxyz\n-----END PGP PRIVATE KEY BLOCK-----\n'
+    const config = parseConfig(
+      exampleConfig.replace('keys/writer.key', '${KLUIS_WRITER_KEY}'),
+      '/x/k.yml',
+      {
+        KLUIS_WRITER_KEY: key,
+      },
+    )
     expect(requireWriterKey(config)).toBe(key)
     expect(config.sources).toHaveLength(2)
   })
 
   it('names an unset variable and where it is used', () => {
     const text = exampleConfig.replace('file://./backup-repo', 'file://${BACKUP_DIR}/repo')
-    expect(() => parseConfig(text, '/x/k.yml', {})).toThrow('environment variable BACKUP_DIR is not set (used in repository)')
+    expect(() => parseConfig(text, '/x/k.yml', {})).toThrow(
+      'environment variable BACKUP_DIR is not set (used in repository)',
+    )
   })
 
   it('rejects unknown settings, duplicate names and undefined key groups', () => {
-    expect(() => parseConfig(`${exampleConfig}retention: {}\n`, '/x/k.yml', {})).toThrow('retention')
+    expect(() => parseConfig(`${exampleConfig}retention: {}\n`, '/x/k.yml', {})).toThrow(
+      'retention',
+    )
     const twice = exampleConfig.replace('name: uploads', 'name: app-db')
     expect(() => parseConfig(twice, '/x/k.yml', {})).toThrow("two sources are named 'app-db'")
-    const group = exampleConfig.replace('path: data/app.db }', 'path: data/app.db, group: database }')
+    const group = exampleConfig.replace(
+      'path: data/app.db }',
+      'path: data/app.db, group: database }',
+    )
     expect(() => parseConfig(group, '/x/k.yml', {})).toThrow("names key group 'database'")
   })
 
   it('gives sources of a key group their own readers', () => {
     const text = exampleConfig
-      .replace('writer-public: keys/writer.asc', 'writer-public: keys/writer.asc\n  groups: { database: { readers: [keys/dba.asc] } }')
+      .replace(
+        'writer-public: keys/writer.asc',
+        'writer-public: keys/writer.asc\n  groups: { database: { readers: [keys/dba.asc] } }',
+      )
       .replace('path: data/app.db }', 'path: data/app.db, group: database }')
     const config = parseConfig(text, '/x/k.yml', {})
     expect(config.keys.readers.get('database')).toEqual(['keys/dba.asc'])

@@ -50,7 +50,9 @@ export function storageContract(name: string, open: () => Promise<StorageBackend
     it('stores binary data of several MiB unchanged, and concurrent writers of one name agree', async () => {
       const storage = await open()
       const data = Buffer.alloc(5 * 1024 * 1024 + 3, 0xa5)
-      const results = await Promise.all([1, 2, 3, 4].map(() => storage.putIfAbsent('chunks/ef/ef03', data)))
+      const results = await Promise.all(
+        [1, 2, 3, 4].map(() => storage.putIfAbsent('chunks/ef/ef03', data)),
+      )
       expect(results.filter(Boolean)).toHaveLength(1)
       expect((await storage.get('chunks/ef/ef03')).equals(data)).toBe(true)
     })

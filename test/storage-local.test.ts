@@ -36,6 +36,8 @@ describe('local storage specifics', () => {
     expect(openStorage('file://./backup-repo', '/srv/app').location).toBe('/srv/app/backup-repo')
     expect(openStorage('file:///var/backups/app', '/srv/app').location).toBe('/var/backups/app')
     expect(openStorage('backups', '/srv/app').location).toBe('/srv/app/backups')
-    expect(() => openStorage('ftp://host/x', '/srv')).toThrow("unsupported repository URL scheme 'ftp://'")
+    expect(() => openStorage('ftp://host/x', '/srv')).toThrow(
+      "unsupported repository URL scheme 'ftp://'",
+    )
   })
 })

@@ -119,7 +119,7 @@ describe('tampered repository objects', () => {
   })
 
   it('a manifest with a flipped byte', async () => {
-    const manifest = `snapshots/${snapshotId}.manifest.pgp`
+    const manifest = `snapshots/${snapshotId}.default.manifest.pgp`
     await withFlippedByte(
       manifest,
       (n) => n - 5,

@@ -34,8 +34,8 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
           header('Source', 'Type', 'Size', 'New chunks', 'Stored'),
           ...rows,
           [
-            '<strong>Total</strong>',
-            '',
+            // An empty cell would be written as an unclosed <td>: span the type column instead.
+            { data: '<strong>Total</strong>', colspan: '2' },
             formatBytes(result.bytesTotal),
             `${newChunks} of ${chunks}`,
             formatBytes(stored),

@@ -62,6 +62,8 @@ interface GroupWriter {
   chunker: Chunker
   dedupKey: Buffer
   sealer: ChunkSealer
+  /** What this snapshot's manifest for the group will hold. */
+  manifestSources: SnapshotManifest['sources']
 }
 
 export async function backup(
@@ -85,7 +87,6 @@ export async function backup(
   }
 
   const indexSources: SnapshotIndex['sources'] = []
-  const manifestSources: SnapshotManifest['sources'] = []
   const results: SourceBackupResult[] = []
   for (const source of sources) {
     const group = sourceGroup(source)
@@ -104,7 +105,7 @@ export async function backup(
       config.compressionLevel,
     )
     indexSources.push({ name: source.name, type: source.type, group, streams: saved.indexStreams })
-    manifestSources.push({
+    groupWriter.manifestSources.push({
       name: source.name,
       type: source.type,
       facts: saved.facts,
@@ -114,11 +115,18 @@ export async function backup(
   }
 
   const id = newSnapshotId()
-  const readers = uniqueKeys([...groups.values()].flatMap((g) => g.readers))
   const index = await repository.writeSnapshot(
     { kluis: 'snapshot-index', version: 1, id, time, host, sources: indexSources },
-    { kluis: 'snapshot-manifest', version: 1, snapshot: id, sources: manifestSources },
-    readers,
+    [...groups].map(([group, { readers, manifestSources }]) => ({
+      readers,
+      manifest: {
+        kluis: 'snapshot-manifest',
+        version: 1,
+        snapshot: id,
+        group,
+        sources: manifestSources,
+      },
+    })),
     writer,
   )
   const indexSize = (await repository.storage.stat(objectNames.index(id)))?.size ?? 0
@@ -129,7 +137,8 @@ export async function backup(
     host,
     sources: results,
     bytesTotal: results.reduce((sum, r) => sum + r.size, 0),
-    bytesAdded: stored + index.manifest.size + indexSize,
+    bytesAdded:
+      stored + Object.values(index.manifests).reduce((sum, m) => sum + m.size, 0) + indexSize,
     dataAdded: results.reduce((sum, r) => sum + r.dataAdded, 0),
     durationSeconds: (performance.now() - started) / 1000,
   }
@@ -148,6 +157,7 @@ async function openGroup(
     dedupKey,
     chunker: new Chunker(gearTable(dedupKey), repository.chunker),
     sealer: await ChunkSealer.create(readers),
+    manifestSources: [],
   }
 }
 
@@ -237,10 +247,4 @@ async function storeStream(
   await pool.drain()
   for (const ref of repeats) ref[2] = known.get(ref[0]) ?? 0
   return { size, sha256: hash.digest('hex'), chunks }
-}
-
-function uniqueKeys(keys: PublicKey[]): PublicKey[] {
-  const seen = new Map<string, PublicKey>()
-  for (const key of keys) seen.set(key.getFingerprint(), key)
-  return [...seen.values()]
 }

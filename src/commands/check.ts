@@ -56,11 +56,12 @@ export async function check(
   const referenced = new Map<string, { size: number; group: string }>()
   const missing = new Set<string>()
   for (const index of indexes) {
-    const manifestSize = await repository.storage.stat(objectNames.manifest(index.id))
-    if (manifestSize?.size !== index.manifest.size) {
-      problems.push(
-        `${objectNames.manifest(index.id)}: ${manifestSize ? 'has the wrong size' : 'is missing'}`,
-      )
+    for (const [group, recorded] of Object.entries(index.manifests)) {
+      const object = objectNames.manifest(index.id, group)
+      const actual = await repository.storage.stat(object)
+      if (actual?.size !== recorded.size) {
+        problems.push(`${object}: ${actual ? 'has the wrong size' : 'is missing'}`)
+      }
     }
     for (const source of index.sources) {
       for (const stream of source.streams) {
@@ -85,7 +86,9 @@ export async function check(
   let chunksRead = 0
   if (readerKey) {
     for (const index of indexes) {
-      await repository.readManifest(index, [readerKey], writer).catch(record)
+      for (const group of Object.keys(index.manifests)) {
+        await repository.readManifest(index, group, [readerKey], writer).catch(record)
+      }
     }
     const opener = new ChunkOpener([readerKey])
     const dedupKeys = new Map<string, Buffer | undefined>()

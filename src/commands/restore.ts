@@ -6,6 +6,7 @@ import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-materia
 import { ConfigError, IntegrityError, RefusedError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkOpener } from '../crypto/chunk-cipher.js'
+import { objectNames, type SnapshotManifest } from '../repository/format.js'
 import { readStream } from '../repository/stream-reader.js'
 import { driverFor } from '../sources/drivers.js'
 import type { SourceContext, SourceStream } from '../sources/source.js'
@@ -54,9 +55,16 @@ export async function restore(
   }
   await refuseNonEmpty(target, options.force ?? false)
 
-  const manifest = await repository.readManifest(index, [readerKey], writer)
+  const chosen = index.sources.filter((s) => wanted.includes(s.name))
+  // Per key group: its manifest and dedup key, both verified before any data is read.
+  const groups = new Map<string, { manifest: SnapshotManifest; dedupKey: Buffer }>()
+  for (const group of new Set(chosen.map((s) => s.group))) {
+    groups.set(group, {
+      manifest: await repository.readManifest(index, group, [readerKey], writer),
+      dedupKey: await repository.dedupKey(group, [readerKey], writer),
+    })
+  }
   const opener = new ChunkOpener([readerKey])
-  const dedupKeys = new Map<string, Buffer>()
   const context: SourceContext = {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
@@ -66,25 +74,18 @@ export async function restore(
   const staging = await mkdtemp(join(dirname(target), '.kluis-restore-'))
   try {
     const restored: RestoreResult['sources'] = []
-    for (const source of index.sources.filter((s) => wanted.includes(s.name))) {
-      const facts = manifest.sources.find((s) => s.name === source.name)
-      if (!facts)
-        throw new IntegrityError(
-          `snapshots/${index.id}.manifest.pgp`,
-          `has no entry for source ${source.name}`,
-        )
-      let dedupKey = dedupKeys.get(source.group)
-      if (!dedupKey) {
-        dedupKey = await repository.dedupKey(source.group, [readerKey], writer)
-        dedupKeys.set(source.group, dedupKey)
+    for (const source of chosen) {
+      const { manifest, dedupKey } = groups.get(source.group) as {
+        manifest: SnapshotManifest
+        dedupKey: Buffer
       }
+      const manifestObject = objectNames.manifest(index.id, source.group)
+      const facts = manifest.sources.find((s) => s.name === source.name)
+      if (!facts) throw new IntegrityError(manifestObject, `has no entry for source ${source.name}`)
       const streams: SourceStream[] = source.streams.map((stream) => {
         const expected = facts.streams.find((s) => s.name === stream.name)
         if (!expected) {
-          throw new IntegrityError(
-            `snapshots/${index.id}.manifest.pgp`,
-            `has no stream ${source.name}/${stream.name}`,
-          )
+          throw new IntegrityError(manifestObject, `has no stream ${source.name}/${stream.name}`)
         }
         const label = `snapshot ${index.id.slice(0, 8)} source ${source.name} stream ${stream.name}`
         return {

@@ -8,7 +8,8 @@ export const objectNames = {
   dedupKey: (group: string) => `keys/${group}.pgp`,
   chunk: (id: string) => `chunks/${id.slice(0, 2)}/${id}`,
   index: (id: string) => `snapshots/${id}.json.asc`,
-  manifest: (id: string) => `snapshots/${id}.manifest.pgp`,
+  /** One manifest per key group, encrypted to that group's readers only. */
+  manifest: (id: string, group: string) => `snapshots/${id}.${group}.manifest.pgp`,
 }
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/)
@@ -49,7 +50,8 @@ export const snapshotIndexSchema = z.object({
   time: z.string(),
   host: z.string(),
   writer: z.string(),
-  manifest: z.object({ size: z.number().int().positive(), sha256: hex64 }),
+  /** Per key group: the size and SHA-256 of its encrypted manifest object. */
+  manifests: z.record(z.string(), z.object({ size: z.number().int().positive(), sha256: hex64 })),
   sources: z.array(
     z.object({
       name: z.string(),
@@ -65,6 +67,7 @@ export const manifestSchema = z.object({
   kluis: z.literal('snapshot-manifest'),
   version: z.literal(FORMAT_VERSION),
   snapshot: snapshotId,
+  group: z.string(),
   sources: z.array(
     z.object({
       name: z.string(),

@@ -159,24 +159,26 @@ export class Repository {
   }
 
   /**
-   * Writes the manifest, then the signed index. The index is written last: until it exists
-   * there is no snapshot, so an interrupted backup leaves only unreferenced objects.
+   * Writes one manifest per key group (encrypted to that group's readers), then the signed
+   * index. The index is written last: until it exists there is no snapshot, so an interrupted
+   * backup leaves only unreferenced objects.
    */
   async writeSnapshot(
-    index: Omit<SnapshotIndex, 'manifest' | 'writer'>,
-    manifest: SnapshotManifest,
-    readers: PublicKey[],
+    index: Omit<SnapshotIndex, 'manifests' | 'writer'>,
+    manifests: Array<{ manifest: SnapshotManifest; readers: PublicKey[] }>,
     writer: PrivateKey,
   ): Promise<SnapshotIndex> {
-    const sealed = Buffer.from(
-      await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer),
-    )
-    const full: SnapshotIndex = {
-      ...index,
-      writer: fingerprintOf(writer),
-      manifest: { size: sealed.length, sha256: createHash('sha256').update(sealed).digest('hex') },
+    const full: SnapshotIndex = { ...index, writer: fingerprintOf(writer), manifests: {} }
+    for (const { manifest, readers } of manifests) {
+      const sealed = Buffer.from(
+        await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer),
+      )
+      await this.putNew(objectNames.manifest(index.id, manifest.group), sealed)
+      full.manifests[manifest.group] = {
+        size: sealed.length,
+        sha256: createHash('sha256').update(sealed).digest('hex'),
+      }
     }
-    await this.putNew(objectNames.manifest(index.id), sealed)
     const signed = await signCleartext(JSON.stringify(full, null, 1), writer)
     await this.putNew(objectNames.index(index.id), Buffer.from(signed))
     return full
@@ -236,12 +238,20 @@ export class Repository {
     return snapshots.sort((a, b) => a.time.localeCompare(b.time) || a.id.localeCompare(b.id))
   }
 
+  /** The manifest of one key group, verified against the signed index and the writer's signature. */
   async readManifest(
     index: SnapshotIndex,
+    group: string,
     decryptionKeys: PrivateKey[],
     writer: PublicKey,
   ): Promise<SnapshotManifest> {
-    const object = objectNames.manifest(index.id)
+    const object = objectNames.manifest(index.id, group)
+    const recorded = index.manifests[group]
+    if (!recorded)
+      throw new IntegrityError(
+        objectNames.index(index.id),
+        `names no manifest for key group '${group}'`,
+      )
     let sealed: Buffer
     try {
       sealed = await this.storage.get(object)
@@ -249,14 +259,17 @@ export class Repository {
       if (error instanceof ObjectNotFoundError) throw new IntegrityError(object, 'is missing')
       throw error
     }
-    if (createHash('sha256').update(sealed).digest('hex') !== index.manifest.sha256) {
+    if (createHash('sha256').update(sealed).digest('hex') !== recorded.sha256) {
       throw new IntegrityError(object, 'does not match the SHA-256 recorded in the signed index')
     }
     const plain = await decryptAndVerify(sealed, decryptionKeys, writer, object)
     const parsed = manifestSchema.safeParse(parseJson(Buffer.from(plain), object))
     if (!parsed.success) throw new IntegrityError(object, 'is not a valid snapshot manifest')
-    if (parsed.data.snapshot !== index.id) {
-      throw new IntegrityError(object, `belongs to another snapshot (${parsed.data.snapshot})`)
+    if (parsed.data.snapshot !== index.id || parsed.data.group !== group) {
+      throw new IntegrityError(
+        object,
+        `belongs to another snapshot or key group (${parsed.data.snapshot}, ${parsed.data.group})`,
+      )
     }
     return parsed.data
   }
