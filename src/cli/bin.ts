@@ -8,5 +8,11 @@ if (major < 22 || (major === 22 && minor < 16)) {
   )
   process.exit(2)
 }
+// Node 22 flags node:sqlite as experimental on every run; that warning is noise for our users.
+const emitWarning = process.emitWarning.bind(process)
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  if (String(warning).includes('SQLite is an experimental feature')) return
+  return (emitWarning as (...args: unknown[]) => void)(warning, ...rest)
+}) as typeof process.emitWarning
 const bundle = './cli-main.js' // a variable, so the bundler leaves the import to run time
 await import(bundle)
