@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -130,7 +130,7 @@ describe('the action, run like the runner runs it', () => {
     const run = await runAction(project.dir, { command: 'backup' }, { KLUIS_WRITER_KEY: writerKey })
 
     expect(run.stderr).toBe('')
-    expect(run.code).toBe(0)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
     expect(run.outputs['snapshot-id']).toMatch(/^[0-9a-f]{32}$/)
     expect(Number(run.outputs['bytes-added'])).toBeGreaterThan(0)
     expect(Number(run.outputs['bytes-total'])).toBeGreaterThan(
@@ -168,7 +168,7 @@ describe('the action, run like the runner runs it', () => {
       { KLUIS_READER_KEY: readerKey },
     )
 
-    expect(run.code).toBe(0)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
     expect(run.outputs['snapshot-id']).toBe(snapshotId)
     expect(Number(run.outputs['duration-seconds'])).toBeGreaterThanOrEqual(0)
     const restored = join(project.dir, 'restored')
@@ -199,9 +199,26 @@ describe('the action, run like the runner runs it', () => {
       key: 'keys/reader.key',
     })
 
-    expect(run.code).toBe(0)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
     expect(run.outputs.problems).toBe('0')
     expect(run.summary).toContain('No problems found')
+  })
+
+  it('fails a check that finds problems, after writing the count and the summary', async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    expect((await project.run(['backup'])).code).toBe(0)
+    const chunks = join(project.dir, 'backup-repo', 'chunks')
+    const [prefix] = await readdir(chunks)
+    const [chunk] = await readdir(join(chunks, prefix as string))
+    await rm(join(chunks, prefix as string, chunk as string))
+
+    const run = await runAction(project.dir, { command: 'check' })
+
+    expect(run.code).toBe(1)
+    expect(Number(run.outputs.problems)).toBeGreaterThan(0)
+    expect(run.summary).toContain(`chunks/${prefix}/${chunk}: is missing`)
+    expect(run.stdout).toMatch(/^::error::check found \d+ problem\(s\)%0Ahint: /m)
   })
 
   it('fails on an unknown command, quoting it and listing the valid ones', async () => {
@@ -228,6 +245,9 @@ describe('the action, run like the runner runs it', () => {
     const error = run.stdout.split('\n').find((line) => line.startsWith('::error::'))
     expect(error).toContain('configuration file missing.yml does not exist')
     expect(error).toContain('%0Ahint: ') // the hint on its own line
+    // Reported after workflow commands are back on, or the runner would not see it.
+    const token = /^::stop-commands::(.+)$/m.exec(run.stdout)?.[1]
+    expect(run.stdout.indexOf(`::${token}::`)).toBeLessThan(run.stdout.indexOf('::error::'))
     expect(run.stdout).not.toMatch(/\n\s+at /) // no stack trace
   })
 
@@ -247,7 +267,7 @@ describe('the action, run like the runner runs it', () => {
 
     const run = await runAction(project.dir, { command: 'backup' })
 
-    expect(run.code).toBe(0)
+    expect(run.code, run.stdout + run.stderr).toBe(0)
     const lines = run.stdout.split('\n')
     const token = /^::stop-commands::([0-9a-f]{32})$/.exec(
       lines.find((l) => l.startsWith('::stop-commands::')) ?? '',

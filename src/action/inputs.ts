@@ -1,5 +1,6 @@
 import * as core from '@actions/core'
 import { ConfigError } from '../core/errors.js'
+import { parseTimestamp } from '../core/time.js'
 
 /**
  * Every input of action.yml, read once and checked before any work starts (the pattern of
@@ -60,13 +61,13 @@ function parseList(value: string): string[] {
 
 function parseTime(value: string): Date | undefined {
   if (value === '') return undefined
-  const time = Date.parse(value)
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(time)) {
+  const time = parseTimestamp(value)
+  if (!time) {
     throw new ConfigError(
       `Invalid at '${value}'. Expected an ISO 8601 time, e.g. 2026-11-20T10:00:00Z.`,
     )
   }
-  return new Date(time)
+  return time
 }
 
 /**

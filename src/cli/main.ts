@@ -9,6 +9,7 @@ import { loadConfig } from '../config/config.js'
 import { ConfigError, KluisError } from '../core/errors.js'
 import { formatBytes, formatDuration, formatTime, textTable } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
+import { parseTimestamp } from '../core/time.js'
 
 export interface CliIO {
   stdout: (text: string) => void
@@ -251,14 +252,14 @@ async function loadConfigFor(command: string, file: string, env: NodeJS.ProcessE
 }
 
 function parseTime(text: string, option: string): Date {
-  const time = Date.parse(text)
-  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(time)) {
+  const time = parseTimestamp(text)
+  if (!time) {
     throw new ConfigError(
       `${option} '${text}' is not a time`,
       'use ISO 8601, e.g. 2026-11-20T10:00:00Z',
     )
   }
-  return new Date(time)
+  return time
 }
 
 class CheckFailed extends KluisError {
