@@ -27057,6 +27057,14 @@ function gearTable(secret) {
 function highMask(bits2) {
   return 4294967295 << 32 - bits2 >>> 0;
 }
+function validateParameters(p) {
+  const isPow2 = (n) => Number.isInteger(n) && n > 0 && (n & n - 1) === 0;
+  if (!isPow2(p.avg)) return "avg must be a power of two";
+  if (!(p.min >= 64 && p.min < p.avg && p.avg < p.max))
+    return "sizes must satisfy 64 <= min < avg < max";
+  if (p.max > 64 * 1024 * 1024) return "max must be at most 64 MiB";
+  return void 0;
+}
 var Chunker = class {
   constructor(gear, params) {
     this.gear = gear;
@@ -73428,6 +73436,8 @@ var snapshotId = external_exports.string().regex(/^[0-9a-f]{32}$/);
 var repositoryConfigSchema = external_exports.object({
   kluis: external_exports.literal("repository"),
   version: external_exports.literal(FORMAT_VERSION),
+  /** Random id; every index names it, so an index copied from another repository is refused. */
+  id: external_exports.string().regex(/^[0-9a-f]{32}$/),
   created: external_exports.string(),
   chunker: external_exports.object({
     algorithm: external_exports.literal("fastcdc-gear32"),
@@ -73450,6 +73460,7 @@ var snapshotIndexSchema = external_exports.object({
   kluis: external_exports.literal("snapshot-index"),
   version: external_exports.literal(FORMAT_VERSION),
   id: snapshotId,
+  repository: external_exports.string(),
   time: external_exports.string(),
   host: external_exports.string(),
   writer: external_exports.string(),
@@ -73610,6 +73621,7 @@ var Repository = class _Repository {
     const config3 = {
       kluis: "repository",
       version: FORMAT_VERSION,
+      id: randomBytes3(16).toString("hex"),
       created: (/* @__PURE__ */ new Date()).toISOString(),
       chunker: { algorithm: "fastcdc-gear32", ...chunker }
     };
@@ -73650,6 +73662,9 @@ var Repository = class _Repository {
       }
       throw new IntegrityError(objectNames.config, "is not a valid kluis repository configuration");
     }
+    const invalid = validateParameters(parsed.data.chunker);
+    if (invalid)
+      throw new IntegrityError(objectNames.config, `has invalid chunker parameters: ${invalid}`);
     return new _Repository(storage, parsed.data);
   }
   /** Creates the group's dedup key unless it exists; returns whether it was created. */
@@ -73719,7 +73734,12 @@ var Repository = class _Repository {
    * backup leaves only unreferenced objects.
    */
   async writeSnapshot(index2, manifests, writer) {
-    const full = { ...index2, writer: fingerprintOf(writer), manifests: {} };
+    const full = {
+      ...index2,
+      repository: this.config.id,
+      writer: fingerprintOf(writer),
+      manifests: {}
+    };
     for (const { manifest, readers } of manifests) {
       const sealed = Buffer.from(
         await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer)
@@ -73764,8 +73784,12 @@ var Repository = class _Repository {
     const text = await verifyCleartext(armored.toString("utf8"), writer, object2);
     const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object2));
     if (!parsed.success) throw new IntegrityError(object2, "is not a valid snapshot index");
-    if (parsed.data.id !== id)
+    if (parsed.data.id !== id) {
       throw new IntegrityError(object2, `names another snapshot (${parsed.data.id})`);
+    }
+    if (parsed.data.repository !== this.config.id) {
+      throw new IntegrityError(object2, "belongs to another repository (it was copied here)");
+    }
     return parsed.data;
   }
   /**
@@ -73850,7 +73874,8 @@ import { join as join2, resolve as resolve2 } from "node:path";
 var BLOCK2 = 512;
 var MAX_META_SIZE = 1 << 20;
 var MAX_SYMLINK_HOPS = 40;
-var BACKGROUND_LIMIT = 16;
+var CONCURRENCY = 16;
+var SMALL_FILE = 256 << 10;
 async function extractTar(stream, dest, options) {
   const input2 = new ByteReader(stream);
   const extractor = new Extractor(resolve2(dest), options.onWarning ?? (() => {
@@ -73858,8 +73883,7 @@ async function extractTar(stream, dest, options) {
   try {
     await extractor.extractAll(input2);
   } catch (error63) {
-    await extractor.settle().catch(() => {
-    });
+    await extractor.settle();
     throw error63;
   } finally {
     await input2.close();
@@ -73877,7 +73901,7 @@ var ByteReader = class {
     this.iterator = stream[Symbol.asyncIterator]();
   }
   /** Whether unread bytes are available, pulling the next chunk if needed. */
-  async more() {
+  async hasMore() {
     while (this.position >= this.chunk.length) {
       if (this.done) return false;
       const next = await this.iterator.next();
@@ -73891,21 +73915,17 @@ var ByteReader = class {
     }
     return true;
   }
-  /** Exactly `length` bytes; null if the stream ended before the first of them. */
+  /** Exactly `length` bytes, a slice of the input when they lie in one chunk. */
   async read(length, what) {
     const parts = [];
-    for await (const piece of this.pieces(length, what, true)) parts.push(piece);
-    if (parts.length === 0 && length > 0) return null;
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    for await (const piece of this.pieces(length, what)) parts.push(piece);
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, length);
   }
   /** The next `length` bytes as slices of the incoming chunks. Throws if the stream ends. */
-  async *pieces(length, what, allowEmptyEnd = false) {
+  async *pieces(length, what) {
     let left = length;
     while (left > 0) {
-      if (!await this.more()) {
-        if (allowEmptyEnd && left === length) return;
-        throw truncated(`it ends inside ${what}`);
-      }
+      if (!await this.hasMore()) throw truncated(`it ends inside ${what}`);
       const take = Math.min(left, this.chunk.length - this.position);
       const piece = this.chunk.subarray(this.position, this.position + take);
       this.position += take;
@@ -73921,7 +73941,7 @@ var ByteReader = class {
   /** Consumes the rest of the stream (record padding); true if it held anything but zeros. */
   async drain() {
     let extra = false;
-    while (await this.more()) {
+    while (await this.hasMore()) {
       const rest = this.chunk.subarray(this.position);
       if (!extra && rest.some((byte) => byte !== 0)) extra = true;
       this.offset += rest.length;
@@ -74050,7 +74070,8 @@ var Extractor = class {
   symlinks = /* @__PURE__ */ new Map();
   /** Symlinks refused for an absolute target; still nothing may be written below them. */
   refusedSymlinks = /* @__PURE__ */ new Set();
-  background = new Background(BACKGROUND_LIMIT);
+  /** File writes still running, by path. */
+  background = new Background(CONCURRENCY);
   /**
    * As root, like GNU tar, restore numeric owners: otherwise a setuid file would come back
    * setuid root.
@@ -74061,15 +74082,15 @@ var Extractor = class {
     let metaOffset;
     for (; ; ) {
       const offset = input2.offset;
+      if (!await input2.hasMore()) throw truncated("the end-of-archive marker is missing");
       const block = await input2.read(BLOCK2, "a header");
-      if (!block) throw truncated("the end-of-archive marker is missing");
       if (block.every((byte) => byte === 0)) {
         if (await input2.drain()) this.warn("ignored data after the end of the tar archive");
         return;
       }
       const header2 = parseHeader(block, offset);
       if ("xgLK".includes(header2.type)) {
-        await this.readMeta(input2, header2, offset, meta3);
+        await readMeta(input2, header2, offset, meta3);
         if (header2.type !== "g") metaOffset ??= offset;
         continue;
       }
@@ -74089,17 +74110,6 @@ var Extractor = class {
       await this.extractEntry(input2, entry, sparse);
       await input2.skip(paddingOf(entry.size), `the padding of ${entry.name}`);
     }
-  }
-  /** PAX 'x' and GNU 'L'/'K' headers describe the next entry; PAX 'g' is ignored. */
-  async readMeta(input2, header2, offset, meta3) {
-    if (header2.size > MAX_META_SIZE) throw corruptHeader(offset, "extended header too large");
-    const what = `the extended header at byte ${offset}`;
-    const data = await input2.read(header2.size, what) ?? Buffer.alloc(0);
-    if (data.length < header2.size) throw truncated(`it ends inside ${what}`);
-    await input2.skip(paddingOf(header2.size), what);
-    if (header2.type === "x") parsePax(data, offset, meta3);
-    else if (header2.type === "L") meta3.path = cString(data, 0, data.length);
-    else if (header2.type === "K") meta3.linkpath = cString(data, 0, data.length);
   }
   async extractEntry(input2, entry, sparse) {
     const path = safePath(entry.name);
@@ -74124,42 +74134,55 @@ var Extractor = class {
     if (!consumed) await input2.skip(entry.size, entry.name);
   }
   async extractDirectory(path, entry) {
-    await this.ensureParents(path, entry.name);
-    this.claim(path);
+    await this.claim(path, entry.name);
     if (!this.directories.has(path)) await this.makeDirectory(path, entry.name, true);
-    const { mode, mtime, owner } = entry;
+    const { mode, mtime, owner, offset } = entry;
     this.directoryAttributes.set(path, { mode, mtime, owner });
-    this.setFact({
-      path,
-      type: "directory",
-      mode: entry.mode,
-      mtime: entry.mtime,
-      size: 0,
-      offset: entry.offset
-    });
+    this.setFact({ path, type: "directory", mode, mtime, size: 0, offset });
   }
+  /**
+   * Small files are buffered and written in the background, so that the thread-pool round trips
+   * of many files overlap; large ones are streamed with back-pressure (each write awaited).
+   */
   async extractFile(input2, path, entry) {
-    await this.ensureParents(path, entry.name);
-    this.claim(path);
-    const absolute = this.absolute(path);
-    const flags = constants4.O_WRONLY | constants4.O_CREAT | constants4.O_EXCL | constants4.O_NOFOLLOW;
-    const handle = await this.createExclusive(path, entry.name, () => open3(absolute, flags, 384));
+    await this.claim(path, entry.name);
     const offset = input2.offset;
     const hash2 = createHash4("sha256");
-    try {
-      for await (const piece of input2.pieces(entry.size, entry.name)) {
-        hash2.update(piece);
-        await writeFully(handle, piece);
+    if (entry.size <= SMALL_FILE) {
+      const data = Buffer.from(await input2.read(entry.size, entry.name));
+      hash2.update(data);
+      await this.background.add(path, this.writeSmallFile(path, entry, data));
+    } else {
+      const handle = await this.createFile(path, entry.name);
+      try {
+        for await (const piece of input2.pieces(entry.size, entry.name)) {
+          hash2.update(piece);
+          await writeFully(handle, piece);
+        }
+      } catch (error63) {
+        await handle.close();
+        throw error63;
       }
+      await this.background.add(path, this.finishFile(handle, entry));
+    }
+    const { mode, mtime, size } = entry;
+    this.setFact({ path, type: "file", mode, mtime, size, sha256: hash2.digest("hex"), offset });
+  }
+  async writeSmallFile(path, entry, data) {
+    const handle = await this.createFile(path, entry.name);
+    try {
+      await writeFully(handle, data);
     } catch (error63) {
       await handle.close();
-      throw error63;
+      throw writeError(entry.name, error63);
     }
-    await this.background.add(this.finishFile(handle, entry));
-    const sha2562 = hash2.digest("hex");
-    const { mode, mtime, size } = entry;
-    this.setFact({ path, type: "file", mode, mtime, size, sha256: sha2562, offset });
+    await this.finishFile(handle, entry);
   }
+  createFile(path, name) {
+    const flags = constants4.O_WRONLY | constants4.O_CREAT | constants4.O_EXCL | constants4.O_NOFOLLOW;
+    return this.createExclusive(path, name, () => open3(this.absolute(path), flags, 384));
+  }
+  /** Sets owner, mode and mtime of a written file, and closes it. */
   async finishFile(handle, entry) {
     try {
       if (this.restoreOwners) await handle.chown(entry.owner.uid, entry.owner.gid);
@@ -74172,8 +74195,7 @@ var Extractor = class {
     }
   }
   async extractSymlink(path, entry) {
-    await this.ensureParents(path, entry.name);
-    this.claim(path);
+    await this.claim(path, entry.name);
     const target = entry.linkname;
     if (target === "" || target.startsWith("/") || target.includes("\0")) {
       this.refusedSymlinks.add(path);
@@ -74181,16 +74203,9 @@ var Extractor = class {
       return;
     }
     await this.removeExisting(path, entry.name);
-    this.symlinks.set(path, { target, mtime: entry.mtime, owner: entry.owner });
-    this.setFact({
-      path,
-      type: "symlink",
-      mode: entry.mode,
-      mtime: entry.mtime,
-      size: 0,
-      target,
-      offset: entry.offset
-    });
+    const { mode, mtime, owner, offset } = entry;
+    this.symlinks.set(path, { target, mtime, owner });
+    this.setFact({ path, type: "symlink", mode, mtime, size: 0, target, offset });
   }
   /** A hard link to a file extracted earlier: linked, or copied where linking fails. */
   async extractHardLink(path, entry) {
@@ -74207,8 +74222,8 @@ var Extractor = class {
       );
       return;
     }
-    await this.ensureParents(path, entry.name);
-    this.claim(path);
+    await this.background.wait(target);
+    await this.claim(path, entry.name);
     const from = this.absolute(target);
     const to = this.absolute(path);
     await this.createExclusive(path, entry.name, async () => {
@@ -74220,6 +74235,16 @@ var Extractor = class {
       }
     });
     this.setFact({ ...targetFact, path });
+  }
+  /**
+   * Makes `path` ready for a new entry: parents exist and are real directories, no write is
+   * still running there, and a symlink an earlier entry planned there is forgotten.
+   */
+  async claim(path, name) {
+    await this.ensureParents(path, name);
+    await this.background.wait(path);
+    this.symlinks.delete(path);
+    this.refusedSymlinks.delete(path);
   }
   /** Creates missing parent directories, refusing to go through a symlink or a file. */
   async ensureParents(path, name) {
@@ -74234,6 +74259,7 @@ var Extractor = class {
           "The archive is malformed or hostile."
         );
       }
+      await this.background.wait(parent);
       await this.makeDirectory(parent, name, false);
     }
   }
@@ -74258,11 +74284,6 @@ var Extractor = class {
     }
     this.directories.add(path);
   }
-  /** A later entry for a path replaces a symlink an earlier one planned there. */
-  claim(path) {
-    this.symlinks.delete(path);
-    this.refusedSymlinks.delete(path);
-  }
   /** Runs `create`; if something is already at the path, removes it and tries once more. */
   async createExclusive(path, name, create) {
     try {
@@ -74277,7 +74298,7 @@ var Extractor = class {
       throw writeError(name, error63);
     }
   }
-  /** Removes a non-directory at the path (an earlier entry for the same path). */
+  /** Removes a non-directory at the path: an earlier entry for the same path, which we replace. */
   async removeExisting(path, name) {
     const absolute = this.absolute(path);
     const stats = await lstat2(absolute).catch(() => void 0);
@@ -74286,7 +74307,6 @@ var Extractor = class {
       throw new SourceError(`cannot extract "${name}": a directory is already at ${path}`);
     }
     await unlink2(absolute);
-    this.facts.delete(path);
   }
   setFact(fact) {
     this.facts.delete(fact.path);
@@ -74295,25 +74315,37 @@ var Extractor = class {
   absolute(path) {
     return join2(this.dest, path);
   }
-  /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
-  /** Waits for the attribute updates still running; true if they all succeeded. */
+  /** Waits for the file writes still running, ignoring their failures (we already failed). */
   async settle() {
-    await this.background.all();
+    await this.background.all().catch(() => {
+    });
   }
+  /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
   async finish() {
     await this.background.all();
     this.dropEscapingSymlinks();
-    for (const [path, link3] of this.symlinks) await this.createSymlink(path, link3);
-    const directories = [...this.directoryAttributes].sort(
-      ([a], [b]) => b.split("/").length - a.split("/").length
-    );
-    for (const [path, { mode, mtime, owner }] of directories) {
-      const absolute = this.absolute(path);
-      if (this.restoreOwners) await chown(absolute, owner.uid, owner.gid);
-      await chmod2(absolute, mode);
-      await utimes(absolute, mtime, mtime);
+    for (const [path, link3] of this.symlinks) {
+      await this.background.add(path, this.createSymlink(path, link3));
     }
+    await this.background.all();
+    const depthOf = (path) => path.split("/").length;
+    const directories = [...this.directoryAttributes].sort(([a], [b]) => depthOf(b) - depthOf(a));
+    let depth = Number.POSITIVE_INFINITY;
+    for (const [path, attributes] of directories) {
+      if (depthOf(path) < depth) {
+        await this.background.all();
+        depth = depthOf(path);
+      }
+      await this.background.add(path, this.setDirectoryAttributes(path, attributes));
+    }
+    await this.background.all();
     return [...this.facts.values()];
+  }
+  async setDirectoryAttributes(path, { mode, mtime, owner }) {
+    const absolute = this.absolute(path);
+    if (this.restoreOwners) await chown(absolute, owner.uid, owner.gid);
+    await chmod2(absolute, mode);
+    await utimes(absolute, mtime, mtime);
   }
   async createSymlink(path, { target, mtime, owner }) {
     const absolute = this.absolute(path);
@@ -74346,6 +74378,15 @@ var Extractor = class {
     }
   }
 };
+async function readMeta(input2, header2, offset, meta3) {
+  if (header2.size > MAX_META_SIZE) throw corruptHeader(offset, "extended header too large");
+  const what = `the extended header at byte ${offset}`;
+  const data = await input2.read(header2.size, what);
+  await input2.skip(paddingOf(header2.size), what);
+  if (header2.type === "x") parsePax(data, offset, meta3);
+  else if (header2.type === "L") meta3.path = cString(data, 0, data.length);
+  else if (header2.type === "K") meta3.linkpath = cString(data, 0, data.length);
+}
 function escapes(linkPath, target, symlinks) {
   const resolved = linkPath.split("/").slice(0, -1);
   const todo = target.split("/").reverse();
@@ -74368,16 +74409,11 @@ function escapes(linkPath, target, symlinks) {
   return false;
 }
 function safePath(name) {
-  if (name.includes("\0") || name.startsWith("/")) {
-    throw new SourceError(
-      `refusing tar entry "${name}": absolute path`,
-      "The archive is malformed or hostile."
-    );
-  }
   const parts = name.split("/").filter((part) => part !== "" && part !== ".");
-  if (parts.includes("..")) {
+  const problem = name.startsWith("/") ? "absolute path" : parts.includes("..") ? "the path contains '..'" : name.includes("\0") ? "the path contains a NUL byte" : void 0;
+  if (problem) {
     throw new SourceError(
-      `refusing tar entry "${name}": the path contains '..'`,
+      `refusing tar entry "${name}": ${problem}`,
       "The archive is malformed or hostile."
     );
   }
@@ -74388,22 +74424,32 @@ var Background = class {
     this.limit = limit;
   }
   limit;
-  running = /* @__PURE__ */ new Set();
+  running = /* @__PURE__ */ new Map();
   failure;
-  /** Starts tracking `task`; waits while `limit` tasks are running. */
-  async add(task) {
-    this.running.add(task);
-    const done = () => this.running.delete(task);
+  /** Starts tracking `task` for `path`; waits while `limit` tasks are running. */
+  async add(path, task) {
+    this.running.set(path, task);
+    const done = () => {
+      if (this.running.get(path) === task) this.running.delete(path);
+    };
     task.then(done, (error63) => {
       this.failure ??= { error: error63 };
       done();
     });
-    while (this.running.size >= this.limit) await Promise.race(this.running).catch(() => {
+    while (this.running.size >= this.limit) {
+      await Promise.race(this.running.values()).catch(() => {
+      });
+    }
+    this.throwFailure();
+  }
+  /** Waits until no task for `path` is running. */
+  async wait(path) {
+    await this.running.get(path)?.catch(() => {
     });
     this.throwFailure();
   }
   async all() {
-    await Promise.allSettled(this.running);
+    await Promise.allSettled(this.running.values());
     this.throwFailure();
   }
   throwFailure() {
@@ -74527,7 +74573,7 @@ function escapeRegExp(c) {
 // src/sources/tar/writer.ts
 var BLOCK3 = 512;
 var PIECE = 1 << 20;
-var SMALL_FILE = 256 << 10;
+var SMALL_FILE2 = 256 << 10;
 var READ_AHEAD = 16;
 var MAX_OCTAL_11 = 8589934591;
 var MAX_OCTAL_7 = 2097151;
@@ -74648,7 +74694,7 @@ async function prepare({ path, absolute, isDirectory: isDirectory2 }) {
         warning: `${path}: skipped, sockets, FIFOs and devices are not backed up`
       };
     }
-    if (stats.size > SMALL_FILE) return { kind: "file", path, absolute, stats };
+    if (stats.size > SMALL_FILE2) return { kind: "file", path, absolute, stats };
     const { content, shrank } = await readSmallFile(absolute, path, stats.size);
     return { kind: "file", path, absolute, stats, content, shrank };
   } catch (error63) {
@@ -75024,6 +75070,9 @@ var drivers = {
   sqlite: sqliteDriver,
   files: filesDriver
 };
+function driverForStored(type) {
+  return Object.hasOwn(drivers, type) ? drivers[type] : void 0;
+}
 function driverFor(type) {
   return drivers[type];
 }
@@ -75047,7 +75096,8 @@ var LocalStorage = class {
   async putIfAbsent(name, data) {
     const path = this.path(name);
     const directory = dirname2(path);
-    await mkdir3(directory, { recursive: true });
+    const firstCreated = await mkdir3(directory, { recursive: true });
+    if (firstCreated) await syncDirectory(dirname2(firstCreated));
     const temporary = `${path}.tmp-${randomBytes4(6).toString("hex")}`;
     try {
       const handle = await open5(
@@ -75563,12 +75613,14 @@ async function restore(config3, options, reporter, env) {
       reporter.info(`restoring ${source.type} source '${source.name}'`);
       const directory = join6(staging, source.name);
       await mkdir4(directory);
-      const summary2 = await driverFor(source.type).restore(
-        streams,
-        directory,
-        facts.facts,
-        context
-      );
+      const driver = driverForStored(source.type);
+      if (!driver) {
+        throw new SourceError(
+          `source ${source.name} has type '${source.type}', which this kluis cannot restore`,
+          "use a newer kluis release"
+        );
+      }
+      const summary2 = await driver.restore(streams, directory, facts.facts, context);
       restored.push({
         name: source.name,
         type: source.type,
@@ -75725,6 +75777,13 @@ async function runCommand(settings, reporter, env) {
   }
 }
 
+// src/core/time.ts
+function parseTimestamp(text) {
+  const time3 = Date.parse(text);
+  if (!/^\d{4}-\d{2}-\d{2}/.test(text) || Number.isNaN(time3)) return void 0;
+  return new Date(time3);
+}
+
 // src/action/inputs.ts
 var COMMANDS = ["backup", "snapshots", "restore", "check"];
 function readInputs() {
@@ -75755,13 +75814,13 @@ function parseList(value) {
 }
 function parseTime(value) {
   if (value === "") return void 0;
-  const time3 = Date.parse(value);
-  if (!/^\d{4}-\d{2}-\d{2}/.test(value) || Number.isNaN(time3)) {
+  const time3 = parseTimestamp(value);
+  if (!time3) {
     throw new ConfigError(
       `Invalid at '${value}'. Expected an ISO 8601 time, e.g. 2026-11-20T10:00:00Z.`
     );
   }
-  return new Date(time3);
+  return time3;
 }
 function booleanInput(name) {
   return getInput(name) !== "" && getBooleanInput(name);

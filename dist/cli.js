@@ -10,5 +10,10 @@ if (major < 22 || major === 22 && minor < 16) {
   );
   process.exit(2);
 }
+var emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning, ...rest) => {
+  if (String(warning).includes("SQLite is an experimental feature")) return;
+  return emitWarning(warning, ...rest);
+});
 var bundle = "./cli-main.js";
 await import(bundle);

@@ -2,8 +2,8 @@
 // generated data, in the same run. Absolute speeds differ between machines, so the figures that
 // matter are the ratios to the peer measured here.
 //
-//   npm run build && npm run bench -- [SIZE] [--dir DIR] [--seed N] [--json] [--keep]
-//                                        [--cpu-prof DIR] [--peak-rss-limit MB]
+//   npm run build && npm run bench -- [SIZE] [--runs N] [--dir DIR] [--seed N] [--json] [--keep]
+//                                        [--cpu-prof DIR] [--peak-rss-limit MB] [--no-gnu-time]
 //
 // SIZE: bytes of generated data, with an optional binary unit: 256M, 1G, 512MiB (default 1G).
 // Exit codes: 0 ok, 1 a check failed (peak RSS over the limit, restored data differs, a step
@@ -45,6 +45,8 @@ const usage = `Usage: npm run bench -- [SIZE] [options]
   --dir DIR            parent folder for the temporary data (default: ${tmpdir()})
   --seed N             seed of the generated data (default 1)
   --json               print the results as JSON on stdout (the table goes to stderr)
+  --runs N             repeat the timed steps N times (peer and kluis interleaved) and report
+                       the median time and the highest peak RSS (default 1)
   --keep               keep the temporary folder
   --cpu-prof DIR       run kluis with --cpu-prof, write the profiles to DIR and print the
                        hottest functions (profiling slows kluis down: ratios are not comparable)
@@ -63,6 +65,7 @@ try {
       'cpu-prof': { type: 'string' },
       'peak-rss-limit': { type: 'string', default: '300' },
       'no-gnu-time': { type: 'boolean', default: false },
+      runs: { type: 'string', default: '1' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -78,6 +81,8 @@ const requestedSize = parseSize(args.positionals[0] ?? '1G')
 const seed = args.values.seed
 const rssLimitMB = Number(args.values['peak-rss-limit'])
 if (!(rssLimitMB > 0)) usageError(`--peak-rss-limit must be a positive number of MB`)
+const runCount = Number(args.values.runs)
+if (!Number.isInteger(runCount) || runCount < 1) usageError('--runs must be a positive integer')
 const cpuProfDir = args.values['cpu-prof'] ? resolve(args.values['cpu-prof']) : undefined
 // Human output goes to stderr when stdout carries JSON.
 const out = args.values.json ? (text) => process.stderr.write(`${text}\n`) : console.log
@@ -179,7 +184,7 @@ async function run() {
   mkdirSync(paths.gnupg, { mode: 0o700 })
 
   progress(`generating ${formatBytes(requestedSize)} of data (seed ${seed}) in ${paths.data}`)
-  let started = performance.now()
+  const started = performance.now()
   const generated = generateData(requestedSize)
   const generateSeconds = (performance.now() - started) / 1000
   const dataBytes = generated.databaseBytes + generated.filesBytes
@@ -214,82 +219,120 @@ async function run() {
       '',
     ].join('\n'),
   )
-  await kluis(['init'])
 
   // peer setup (not timed)
   const gpgEnv = { ...process.env, GNUPGHOME: paths.gnupg }
-  await measure('bash', ['-c', `gpg --batch --quiet --import ${sh(join(paths.keys, 'reader.key'))}`], {
-    env: gpgEnv,
-    pollRss: false,
-  })
-
-  const results = {}
-  const tail = (stage) => (gnuTime ? `${gnuTime} -f %M -o ${sh(join(paths.measure, stage))} ` : '')
-  const peerRss = (stages) =>
+  await measure(
+    'bash',
+    ['-c', `gpg --batch --quiet --import ${sh(join(paths.keys, 'reader.key'))}`],
+    {
+      env: gpgEnv,
+      pollRss: false,
+    },
+  )
+  const stage = (name) => (gnuTime ? `${gnuTime} -f %M -o ${sh(join(paths.measure, name))} ` : '')
+  const peerRss = (names) =>
     gnuTime
-      ? stages.reduce(
-          (sum, stage) => sum + Number(readFileSync(join(paths.measure, stage), 'utf8').trim()) * 1024,
+      ? names.reduce(
+          (sum, name) =>
+            sum + Number(readFileSync(join(paths.measure, name), 'utf8').trim()) * 1024,
           0,
         )
       : undefined
 
-  settle()
-  progress('peer backup: tar | zstd -3 -T2 | gpg --encrypt')
-  results.peerBackup = await measure(
-    'bash',
-    [
-      '-c',
-      'set -o pipefail; ' +
-        `${tail('pb1')}tar -cf - -C ${sh(paths.data)} . | ` +
-        `${tail('pb2')}zstd -3 -T2 -q -c | ` +
-        `${tail('pb3')}gpg --batch --yes --trust-model always --encrypt ` +
-        `--recipient-file ${sh(join(paths.keys, 'reader.asc'))} -o ${sh(paths.peerOut)}`,
-    ],
-    { env: gpgEnv, pollRss: false },
-  )
-  results.peerBackup.peakRss = peerRss(['pb1', 'pb2', 'pb3'])
-  const peerStored = statSync(paths.peerOut).size
-
-  settle()
-  progress('kluis backup')
-  results.backup = await kluis(['backup', '--json'], { profile: 'backup' })
-  const first = JSON.parse(results.backup.stdout)
-  const repoAfterFirst = treeSize(paths.repo)
-
-  settle()
-  progress('kluis backup of unchanged data')
-  results.backup2 = await kluis(['backup', '--json'])
-  const second = JSON.parse(results.backup2.stdout)
-
-  settle()
-  progress('kluis restore')
-  results.restore = await kluis(
-    ['restore', '--target', paths.restore, '--key', join('keys', 'reader.key'), '--json'],
-    { profile: 'restore' },
-  )
-
-  progress('checking the kluis restore')
+  // Each run interleaves the peer and kluis, so that a slow phase of the machine hits both.
   const problems = []
-  compareRestore('kluis', join(paths.restore, 'files'), join(paths.restore, 'database', 'app.sqlite'), original, problems)
-  rmSync(paths.restore, { recursive: true, force: true })
+  const runs = []
+  for (let run = 1; run <= runCount; run++) {
+    const label = runCount > 1 ? ` (run ${run} of ${runCount})` : ''
+    const results = {}
+    rmSync(paths.repo, { recursive: true, force: true })
+    await kluis(['init'])
 
-  settle()
-  progress('peer restore: gpg --decrypt | zstd -d | tar -x')
-  mkdirSync(paths.peerRestore)
-  results.peerRestore = await measure(
-    'bash',
-    [
-      '-c',
-      'set -o pipefail; ' +
-        `${tail('pr1')}gpg --batch --quiet --decrypt ${sh(paths.peerOut)} | ` +
-        `${tail('pr2')}zstd -d -q -c | ` +
-        `${tail('pr3')}tar -xf - -C ${sh(paths.peerRestore)}`,
-    ],
-    { env: gpgEnv, pollRss: false },
-  )
-  results.peerRestore.peakRss = peerRss(['pr1', 'pr2', 'pr3'])
-  progress('checking the peer restore')
-  compareRestore('peer', join(paths.peerRestore, 'files'), join(paths.peerRestore, 'app.sqlite'), original, problems)
+    settle()
+    progress(`peer backup: tar | zstd -3 -T2 | gpg --encrypt${label}`)
+    results.peerBackup = await measure(
+      'bash',
+      [
+        '-c',
+        'set -o pipefail; ' +
+          `${stage('pb1')}tar -cf - -C ${sh(paths.data)} . | ` +
+          `${stage('pb2')}zstd -3 -T2 -q -c | ` +
+          `${stage('pb3')}gpg --batch --yes --trust-model always --encrypt ` +
+          `--recipient-file ${sh(join(paths.keys, 'reader.asc'))} -o ${sh(paths.peerOut)}`,
+      ],
+      { env: gpgEnv, pollRss: false },
+    )
+    results.peerBackup.peakRss = peerRss(['pb1', 'pb2', 'pb3'])
+    results.peerStored = statSync(paths.peerOut).size
+
+    settle()
+    progress(`kluis backup${label}`)
+    results.backup = await kluis(['backup', '--json'], { profile: run === 1 && 'backup' })
+    results.repositoryBytes = treeSize(paths.repo)
+
+    settle()
+    progress(`kluis backup of unchanged data${label}`)
+    results.backup2 = await kluis(['backup', '--json'], {
+      profile: run === 1 && 'backup-unchanged',
+    })
+    results.bytesAdded = JSON.parse(results.backup2.stdout).bytesAdded
+
+    settle()
+    progress(`kluis restore${label}`)
+    results.restore = await kluis(
+      ['restore', '--target', paths.restore, '--key', join('keys', 'reader.key'), '--json'],
+      { profile: run === 1 && 'restore' },
+    )
+    progress('checking the kluis restore')
+    compareRestore(
+      'kluis',
+      join(paths.restore, 'files'),
+      join(paths.restore, 'database', 'app.sqlite'),
+      original,
+      problems,
+    )
+    rmSync(paths.restore, { recursive: true, force: true })
+
+    settle()
+    progress(`peer restore: gpg --decrypt | zstd -d | tar -x${label}`)
+    mkdirSync(paths.peerRestore)
+    results.peerRestore = await measure(
+      'bash',
+      [
+        '-c',
+        'set -o pipefail; ' +
+          `${stage('pr1')}gpg --batch --quiet --decrypt ${sh(paths.peerOut)} | ` +
+          `${stage('pr2')}zstd -d -q -c | ` +
+          `${stage('pr3')}tar -xf - -C ${sh(paths.peerRestore)}`,
+      ],
+      { env: gpgEnv, pollRss: false },
+    )
+    results.peerRestore.peakRss = peerRss(['pr1', 'pr2', 'pr3'])
+    progress('checking the peer restore')
+    compareRestore(
+      'peer',
+      join(paths.peerRestore, 'files'),
+      join(paths.peerRestore, 'app.sqlite'),
+      original,
+      problems,
+    )
+    rmSync(paths.peerRestore, { recursive: true, force: true })
+    runs.push(results)
+    if (runCount > 1) progress(`run ${run}: ${runLine(results, dataBytes)}`)
+  }
+  // Median time per operation over the runs, highest peak RSS.
+  const results = {}
+  for (const key of ['backup', 'backup2', 'restore', 'peerBackup', 'peerRestore']) {
+    const seconds = runs.map((r) => r[key].seconds).sort((a, b) => a - b)
+    const rss = runs.map((r) => r[key].peakRss).filter((v) => v !== undefined)
+    results[key] = {
+      seconds: seconds[Math.floor(seconds.length / 2)],
+      allSeconds: runs.map((r) => r[key].seconds),
+      peakRss: rss.length > 0 ? Math.max(...rss) : undefined,
+    }
+  }
+  const last = runs[runs.length - 1]
 
   // Report
   const rate = (r) => dataBytes / r.seconds
@@ -298,6 +341,7 @@ async function run() {
     node: process.versions.node,
     machine: machine(),
     seed,
+    runs: runCount,
     data: {
       requestedBytes: requestedSize,
       bytes: dataBytes,
@@ -307,25 +351,28 @@ async function run() {
       fileCount: generated.fileCount,
       generateSeconds: round(generateSeconds, 2),
     },
-    peakRssMethod: gnuTime ? 'GNU time %M (ru_maxrss)' : '/proc/<pid>/status VmHWM, polled every 50 ms',
+    peakRssMethod: gnuTime
+      ? 'GNU time %M (ru_maxrss)'
+      : '/proc/<pid>/status VmHWM, polled every 50 ms',
     kluis: {
       backup: summary(results.backup, dataBytes),
       backupUnchanged: {
         ...summary(results.backup2, dataBytes),
-        bytesAdded: second.bytesAdded,
-        bytesAddedPercent: round((100 * second.bytesAdded) / dataBytes, 3),
+        bytesAdded: last.bytesAdded,
+        bytesAddedPercent: round((100 * last.bytesAdded) / dataBytes, 3),
       },
       restore: summary(results.restore, dataBytes),
-      repositoryBytes: repoAfterFirst,
-      storedRatio: round(repoAfterFirst / dataBytes, 3),
+      repositoryBytes: last.repositoryBytes,
+      storedRatio: round(last.repositoryBytes / dataBytes, 3),
     },
     peer: {
-      backupCommand: 'tar -cf - -C DATA . | zstd -3 -T2 | gpg --batch --trust-model always --encrypt --recipient-file reader.asc -o out.gpg',
+      backupCommand:
+        'tar -cf - -C DATA . | zstd -3 -T2 | gpg --batch --trust-model always --encrypt --recipient-file reader.asc -o out.gpg',
       restoreCommand: 'gpg --batch --decrypt out.gpg | zstd -d | tar -xf - -C DIR',
       backup: summary(results.peerBackup, dataBytes),
       restore: summary(results.peerRestore, dataBytes),
-      outputBytes: peerStored,
-      storedRatio: round(peerStored / dataBytes, 3),
+      outputBytes: last.peerStored,
+      storedRatio: round(last.peerStored / dataBytes, 3),
     },
     ratios: {
       backupThroughput: round(rate(results.backup) / rate(results.peerBackup), 3),
@@ -350,7 +397,9 @@ async function run() {
   }
   const restoreRssMB = results.restore.peakRss / MB
   if (restoreRssMB > rssLimitMB) {
-    out(`warning: peak RSS of the restore was ${restoreRssMB.toFixed(0)} MB (over ${rssLimitMB} MB)`)
+    out(
+      `warning: peak RSS of the restore was ${restoreRssMB.toFixed(0)} MB (over ${rssLimitMB} MB)`,
+    )
   }
   report.ok = failures.length === 0
   if (args.values.json) console.log(JSON.stringify(report, null, 2))
@@ -358,9 +407,20 @@ async function run() {
   out('\nall checks passed: restored data identical, peak RSS within the limit')
 }
 
+function runLine(r, dataBytes) {
+  const ratio = (a, b) => (b.seconds / a.seconds).toFixed(2)
+  return (
+    `backup ${r.backup.seconds.toFixed(2)} s vs peer ${r.peerBackup.seconds.toFixed(2)} s ` +
+    `(${ratio(r.backup, r.peerBackup)}×), restore ${r.restore.seconds.toFixed(2)} s vs peer ` +
+    `${r.peerRestore.seconds.toFixed(2)} s (${ratio(r.restore, r.peerRestore)}×), ` +
+    `${(r.backup.peakRss / MB).toFixed(0)} MB peak RSS, ${formatBytes(dataBytes)}`
+  )
+}
+
 function summary(result, dataBytes) {
   return {
     seconds: round(result.seconds, 3),
+    ...(result.allSeconds?.length > 1 ? { runs: result.allSeconds.map((s) => round(s, 3)) } : {}),
     mbPerSecond: round(dataBytes / result.seconds / MB, 1),
     peakRssMB: result.peakRss === undefined ? null : round(result.peakRss / MB, 1),
   }
@@ -386,7 +446,9 @@ function compareRestore(who, filesDir, databaseFile, original, problems) {
   const database = databaseDigest(databaseFile)
   for (const [table, rows] of Object.entries(original.database.rows)) {
     if (database.rows[table] !== rows)
-      problems.push(`${who}: table ${table} has ${database.rows[table]} rows after restore, originally ${rows}`)
+      problems.push(
+        `${who}: table ${table} has ${database.rows[table]} rows after restore, originally ${rows}`,
+      )
   }
   if (database.sha256 !== original.database.sha256)
     problems.push(`${who}: restored database content differs from the original`)
@@ -457,7 +519,8 @@ function measure(command, commandArgs, { env = process.env, pollRss = true } = {
           return
         }
         let peakRss
-        if (wrapped) peakRss = Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop()) * 1024
+        if (wrapped)
+          peakRss = Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop()) * 1024
         else if (pollRss) peakRss = polled
         resolvePromise({ seconds, peakRss, stdout: text, stderr: errors })
       })
@@ -543,7 +606,10 @@ function makeCorpus(rng, size) {
     let line = ''
     for (let i = 0; i < count; i++) {
       line += i === 0 ? '' : ' '
-      line += rng.float() < 0.06 ? String(rng.int(0, 99999)) : words[Math.floor(words.length * rng.float() ** 3)]
+      line +=
+        rng.float() < 0.06
+          ? String(rng.int(0, 99999))
+          : words[Math.floor(words.length * rng.float() ** 3)]
     }
     line += rng.float() < 0.3 ? '.\n' : '\n'
     lines.push(line)
@@ -608,7 +674,9 @@ function generateData(total) {
     CREATE INDEX documents_user ON documents (user_id);
   `)
   const userCount = Math.max(100, Math.round(databaseTarget / (256 * 1024)))
-  const addUser = database.prepare('INSERT INTO users (id, name, email, created) VALUES (?, ?, ?, ?)')
+  const addUser = database.prepare(
+    'INSERT INTO users (id, name, email, created) VALUES (?, ?, ?, ?)',
+  )
   database.exec('BEGIN')
   for (let id = 1; id <= userCount; id++) {
     const name = text(24).toString('latin1').replace(/\s+/g, ' ')
@@ -788,7 +856,10 @@ function machine() {
   return {
     nproc: availableParallelism(),
     cpu: model ?? cpus()[0]?.model ?? 'unknown',
-    memoryGB: round(Number(/^MemTotal:\s+(\d+)/m.exec(readFileSyncSafe('/proc/meminfo'))?.[1] ?? 0) / 1e6, 1),
+    memoryGB: round(
+      Number(/^MemTotal:\s+(\d+)/m.exec(readFileSyncSafe('/proc/meminfo'))?.[1] ?? 0) / 1e6,
+      1,
+    ),
     gpg: spawnSync('gpg', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
     zstd: spawnSync('zstd', ['--version'], { encoding: 'utf8' }).stdout.trim(),
   }
@@ -807,11 +878,41 @@ function printTable(report) {
   const rss = (mb) => (mb === null ? '-' : mb.toFixed(0))
   const rows = [
     ['Operation', 'Seconds', 'MB/s', 'Peak RSS MB', 'Throughput vs peer'],
-    ['kluis backup', k.backup.seconds.toFixed(2), k.backup.mbPerSecond.toFixed(0), rss(k.backup.peakRssMB), `${r.backupThroughput.toFixed(2)}×`],
-    ['peer backup (tar | zstd | gpg -e)', p.backup.seconds.toFixed(2), p.backup.mbPerSecond.toFixed(0), rss(p.backup.peakRssMB), '1.00×'],
-    ['kluis backup, unchanged data', k.backupUnchanged.seconds.toFixed(2), k.backupUnchanged.mbPerSecond.toFixed(0), rss(k.backupUnchanged.peakRssMB), `${r.unchangedBackupThroughput.toFixed(2)}×`],
-    ['kluis restore', k.restore.seconds.toFixed(2), k.restore.mbPerSecond.toFixed(0), rss(k.restore.peakRssMB), `${r.restoreThroughput.toFixed(2)}×`],
-    ['peer restore (gpg -d | zstd -d | tar -x)', p.restore.seconds.toFixed(2), p.restore.mbPerSecond.toFixed(0), rss(p.restore.peakRssMB), '1.00×'],
+    [
+      'kluis backup',
+      k.backup.seconds.toFixed(2),
+      k.backup.mbPerSecond.toFixed(0),
+      rss(k.backup.peakRssMB),
+      `${r.backupThroughput.toFixed(2)}×`,
+    ],
+    [
+      'peer backup (tar | zstd | gpg -e)',
+      p.backup.seconds.toFixed(2),
+      p.backup.mbPerSecond.toFixed(0),
+      rss(p.backup.peakRssMB),
+      '1.00×',
+    ],
+    [
+      'kluis backup, unchanged data',
+      k.backupUnchanged.seconds.toFixed(2),
+      k.backupUnchanged.mbPerSecond.toFixed(0),
+      rss(k.backupUnchanged.peakRssMB),
+      `${r.unchangedBackupThroughput.toFixed(2)}×`,
+    ],
+    [
+      'kluis restore',
+      k.restore.seconds.toFixed(2),
+      k.restore.mbPerSecond.toFixed(0),
+      rss(k.restore.peakRssMB),
+      `${r.restoreThroughput.toFixed(2)}×`,
+    ],
+    [
+      'peer restore (gpg -d | zstd -d | tar -x)',
+      p.restore.seconds.toFixed(2),
+      p.restore.mbPerSecond.toFixed(0),
+      rss(p.restore.peakRssMB),
+      '1.00×',
+    ],
   ]
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
   const line = (row) =>
@@ -822,8 +923,11 @@ function printTable(report) {
     `kluis bench: ${formatBytes(d.bytes)} (database ${formatBytes(d.databaseBytes)}, ${d.databaseRows} rows; ` +
       `${d.fileCount} files ${formatBytes(d.filesBytes)}), seed ${report.seed}`,
   )
-  out(`machine: ${report.machine.nproc} CPUs, ${report.machine.cpu}; Node ${report.node}; ${report.machine.gpg}`)
+  out(
+    `machine: ${report.machine.nproc} CPUs, ${report.machine.cpu}; Node ${report.node}; ${report.machine.gpg}`,
+  )
   out(`peak RSS: ${report.peakRssMethod}; peer RSS is the sum of its three processes`)
+  if (report.runs > 1) out(`times: median of ${report.runs} runs; peak RSS: highest of the runs`)
   if (report.profiled) out('NOTE: kluis ran with --cpu-prof: its times include profiling overhead')
   out('')
   out(line(rows[0]))
@@ -841,7 +945,10 @@ function printTable(report) {
       `peer ${formatBytes(p.outputBytes)} (${(100 * p.storedRatio).toFixed(1)} %)`,
   )
   if (report.problems.length > 0) out(`VERIFICATION FAILED:\n  ${report.problems.join('\n  ')}`)
-  else out('restores verified: files tree SHA-256 and SQLite row counts and content match (kluis and peer)')
+  else
+    out(
+      'restores verified: files tree SHA-256 and SQLite row counts and content match (kluis and peer)',
+    )
 }
 
 /** Summarizes V8 .cpuprofile files: self time by function, per thread. */
@@ -849,7 +956,9 @@ function printProfiles(directory) {
   for (const phase of readdirSync(directory).sort()) {
     const phaseDir = join(directory, phase)
     if (!lstatSync(phaseDir).isDirectory()) continue
-    for (const name of readdirSync(phaseDir).filter((n) => n.endsWith('.cpuprofile')).sort()) {
+    for (const name of readdirSync(phaseDir)
+      .filter((n) => n.endsWith('.cpuprofile'))
+      .sort()) {
       const profile = JSON.parse(readFileSync(join(phaseDir, name), 'utf8'))
       const byId = new Map(profile.nodes.map((node) => [node.id, node]))
       const self = new Map()
@@ -865,7 +974,9 @@ function printProfiles(directory) {
       }
       out(`\ncpu profile ${phase}/${name}: ${(totalUs / 1e6).toFixed(2)} s sampled, self time:`)
       for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
-        out(`  ${(us / 1e6).toFixed(2).padStart(7)} s  ${((100 * us) / totalUs).toFixed(1).padStart(5)} %  ${key}`)
+        out(
+          `  ${(us / 1e6).toFixed(2).padStart(7)} s  ${((100 * us) / totalUs).toFixed(1).padStart(5)} %  ${key}`,
+        )
       }
     }
   }

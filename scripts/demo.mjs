@@ -24,7 +24,9 @@ const database = join(examples, 'data', 'app.db')
 if (!existsSync(database)) {
   const db = new DatabaseSync(database)
   db.exec('PRAGMA journal_mode = WAL')
-  db.exec('CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total_cents INTEGER, created TEXT)')
+  db.exec(
+    'CREATE TABLE orders (id INTEGER PRIMARY KEY, customer TEXT, total_cents INTEGER, created TEXT)',
+  )
   db.exec(`WITH RECURSIVE n(value) AS (SELECT 1 UNION ALL SELECT value + 1 FROM n WHERE value < 20000)
     INSERT INTO orders (customer, total_cents, created)
     SELECT 'customer ' || (value % 500), value * 37 % 100000, datetime('now') FROM n`)
@@ -73,15 +75,20 @@ for (const path of walk(uploads)) {
     continue
   }
   if (!existsSync(copy) || sha256(path) !== sha256(copy)) fail(`${name} differs after restore`)
-  if ((statSync(path).mode & 0o7777) !== (statSync(copy).mode & 0o7777)) fail(`${name} lost its mode`)
+  if ((statSync(path).mode & 0o7777) !== (statSync(copy).mode & 0o7777))
+    fail(`${name} lost its mode`)
   files++
 }
-const restoredDb = new DatabaseSync(join(examples, 'restored', 'app-db', 'app.db'), { readOnly: true })
+const restoredDb = new DatabaseSync(join(examples, 'restored', 'app-db', 'app.db'), {
+  readOnly: true,
+})
 const integrity = restoredDb.prepare('PRAGMA integrity_check').get().integrity_check
 const orders = restoredDb.prepare('SELECT count(*) AS n FROM orders').get().n
 restoredDb.close()
 if (integrity !== 'ok') fail(`restored database: integrity_check says ${integrity}`)
-console.log(`\nverified: ${files} files byte-equal, database integrity ok with ${orders} orders (taken while the app was writing)`)
+console.log(
+  `\nverified: ${files} files byte-equal, database integrity ok with ${orders} orders (taken while the app was writing)`,
+)
 
 function* walk(directory) {
   for (const entry of readdirSync(directory, { withFileTypes: true })) {

@@ -26,6 +26,19 @@ import { createProject, type Project, requireTool, sqlite } from './support/proj
 
 const script = fileURLToPath(new URL('../scripts/emergency-restore.sh', import.meta.url))
 
+/** The example configuration with the database in a key group of its own. */
+const config = `repository: file://./backup-repo
+keys:
+  readers: [keys/reader.asc]
+  writer: keys/writer.key
+  writer-public: keys/writer.asc
+  groups:
+    database: { readers: [keys/reader.asc] }
+sources:
+  - { name: app-db,  type: sqlite, path: data/app.db, group: database }
+  - { name: uploads, type: files,  path: data/uploads, exclude: ["*.tmp"] }
+`
+
 /** The parts of format version 1 this test reads, written down from docs/format.md. */
 type ChunkRef = [id: string, size: number, stored: number]
 interface Index {
@@ -33,7 +46,7 @@ interface Index {
   version: number
   id: string
   writer: string
-  manifest: { size: number; sha256: string }
+  manifests: Record<string, { size: number; sha256: string }>
   sources: Array<{
     name: string
     type: string
@@ -44,6 +57,7 @@ interface Index {
 interface Manifest {
   kluis: string
   snapshot: string
+  group: string
   sources: Array<{ name: string; streams: Array<{ name: string; size: number; sha256: string }> }>
 }
 
@@ -54,7 +68,8 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
   let repo: string
   let id: string
   let index: Index
-  let manifest: Manifest
+  /** Per key group, as gpg decrypted it. */
+  const manifests = new Map<string, Manifest>()
   let writerFingerprint: string
 
   /** Runs a tool with an argv array; fails with its stderr unless it exits 0. */
@@ -86,8 +101,11 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
     return found
   }
 
+  const groupOf = (source: string) => index.sources.find((s) => s.name === source)?.group ?? ''
+  const manifestPath = (group: string) => join(repo, 'snapshots', `${id}.${group}.manifest.pgp`)
+
   function manifestStream(source: string): { size: number; sha256: string } {
-    const found = manifest.sources.find((s) => s.name === source)?.streams[0]
+    const found = manifests.get(groupOf(source))?.sources.find((s) => s.name === source)?.streams[0]
     if (!found) throw new Error(`the manifest has no source ${source}`)
     return found
   }
@@ -109,9 +127,10 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
     requireTool('sq', 'sq')
     requireTool('zstd', 'zstd')
     requireTool('tar', 'tar')
+    requireTool('bash', 'bash')
     requireTool('sha256sum', 'coreutils')
 
-    project = await createProject()
+    project = await createProject({ config })
     const data = join(project.dir, 'data')
     // Big enough for several chunks per stream (min 512 KiB, avg 1 MiB), so order matters.
     sqlite(join(data, 'app.db'), [
@@ -145,9 +164,9 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
     // The index as gpg verified it (a reader never parses the unverified file).
     const verified = gpgDecrypt(join(repo, 'snapshots', `${id}.json.asc`))
     index = JSON.parse(verified.toString('utf8')) as Index
-    manifest = JSON.parse(
-      gpgDecrypt(join(repo, 'snapshots', `${id}.manifest.pgp`)).toString('utf8'),
-    ) as Manifest
+    for (const group of Object.keys(index.manifests)) {
+      manifests.set(group, JSON.parse(gpgDecrypt(manifestPath(group)).toString('utf8')) as Manifest)
+    }
   })
 
   afterAll(async () => {
@@ -184,9 +203,9 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
       'keys/reader.key',
       '--signer-cert',
       'keys/writer.asc',
-      join(repo, 'snapshots', `${id}.manifest.pgp`),
+      manifestPath('database'),
     ])
-    expect((JSON.parse(manifestBySq.toString('utf8')) as Manifest).snapshot).toBe(id)
+    expect(JSON.parse(manifestBySq.toString('utf8'))).toEqual(manifests.get('database'))
   })
 
   test('(c) gpg --verify accepts the index as the writer’s, and rejects it after one byte changed', async () => {
@@ -211,32 +230,37 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
     expect(bad.stdout.toString()).not.toMatch(/VALIDSIG/)
   })
 
-  test('(d) gpg decrypts the manifest: signed by the writer, JSON naming the snapshot', async () => {
-    const file = join(repo, 'snapshots', `${id}.manifest.pgp`)
-    const sealed = await readFile(file)
-    expect({ size: sealed.length, sha256: sha256(sealed) }).toEqual(index.manifest)
-    const result = spawn('gpg', ['--batch', '--status-fd', '2', '--decrypt', file])
-    expect(result.status).toBe(0)
-    expect(result.stderr.toString()).toMatch(new RegExp(`VALIDSIG ${writerFingerprint} `))
-    const parsed = JSON.parse(result.stdout.toString('utf8')) as Manifest
-    expect(parsed.kluis).toBe('snapshot-manifest')
-    expect(parsed.snapshot).toBe(id)
-    expect(parsed.sources.map((s) => s.name)).toEqual(['app-db', 'uploads'])
+  test('(d) gpg decrypts each manifest: signed by the writer, JSON naming the snapshot', async () => {
+    expect(Object.keys(index.manifests).sort()).toEqual(['database', 'default'])
+    const names: Record<string, string[]> = { database: ['app-db'], default: ['uploads'] }
+    for (const [group, recorded] of Object.entries(index.manifests)) {
+      const file = manifestPath(group)
+      const sealed = await readFile(file)
+      expect({ size: sealed.length, sha256: sha256(sealed) }).toEqual(recorded)
+      const result = spawn('gpg', ['--batch', '--status-fd', '2', '--decrypt', file])
+      expect(result.status).toBe(0)
+      expect(result.stderr.toString()).toMatch(new RegExp(`VALIDSIG ${writerFingerprint} `))
+      const parsed = JSON.parse(result.stdout.toString('utf8')) as Manifest
+      expect(parsed).toMatchObject({ kluis: 'snapshot-manifest', snapshot: id, group })
+      expect(parsed.sources.map((s) => s.name)).toEqual(names[group])
+    }
   })
 
   test('(e) emergency-restore.sh restores both streams as kluis does', async () => {
     const work = await mkdtemp(join(gnupghome, 'emergency-'))
-    const restore = (source: string, output: string, extra: NodeJS.ProcessEnv = {}) =>
-      spawnSync('sh', [script, repo, id, source, output], {
+    const restore = (source: string, output: string, extra: NodeJS.ProcessEnv = {}, shell = 'sh') =>
+      spawnSync(shell, [script, repo, id, source, output], {
         env: { ...env, KLUIS_WRITER_FINGERPRINT: writerFingerprint, ...extra },
         encoding: 'utf8',
       })
 
-    const database = join(work, 'app.db')
-    const db = restore('app-db', database)
-    expect(db.status, db.stderr).toBe(0)
     const expected = await readFile(join(project.dir, 'out', 'app-db', 'app.db'))
-    expect((await readFile(database)).equals(expected)).toBe(true)
+    for (const shell of ['sh', 'bash']) {
+      const database = join(work, `app-${shell}.db`)
+      const db = restore('app-db', database, {}, shell)
+      expect(db.status, db.stderr).toBe(0)
+      expect((await readFile(database)).equals(expected)).toBe(true)
+    }
 
     const tarFile = join(work, 'uploads.tar')
     const files = restore('uploads', tarFile)
@@ -293,30 +317,30 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
     }
   })
 
-  test('docs/format.md: dedup key, chunk ids and chunk boundaries, recomputed independently', async () => {
-    const sealed = join(repo, 'keys', 'default.pgp')
-    const verified = spawn('gpg', ['--batch', '--status-fd', '2', '--decrypt', sealed])
-    expect(verified.status).toBe(0)
-    expect(verified.stderr.toString()).toMatch(new RegExp(`VALIDSIG ${writerFingerprint} `))
-    const payload = JSON.parse(verified.stdout.toString('utf8')) as Record<string, string>
-    expect(Object.keys(payload)).toEqual(['kluis', 'group', 'key'])
-    expect(payload).toMatchObject({ kluis: 'dedup-key', group: 'default' })
-    const dedupKey = Buffer.from(payload.key as string, 'base64')
-    expect(dedupKey.length).toBe(32)
-
-    const config = JSON.parse(await readFile(join(repo, 'config.json'), 'utf8')) as {
+  test('docs/format.md: dedup keys, chunk ids and chunk boundaries, recomputed independently', async () => {
+    const repositoryConfig = JSON.parse(await readFile(join(repo, 'config.json'), 'utf8')) as {
       chunker: { algorithm: string; min: number; avg: number; max: number }
     }
-    expect(config.chunker.algorithm).toBe('fastcdc-gear32')
-    const gear = Array.from({ length: 256 }, (_, byte) =>
-      createHmac('sha256', dedupKey).update(`kluis gear ${byte}`).digest().readUInt32BE(0),
-    )
-
+    expect(repositoryConfig.chunker.algorithm).toBe('fastcdc-gear32')
     for (const source of ['app-db', 'uploads']) {
+      const group = groupOf(source)
+      const sealed = join(repo, 'keys', `${group}.pgp`)
+      const verified = spawn('gpg', ['--batch', '--status-fd', '2', '--decrypt', sealed])
+      expect(verified.status).toBe(0)
+      expect(verified.stderr.toString()).toMatch(new RegExp(`VALIDSIG ${writerFingerprint} `))
+      const payload = JSON.parse(verified.stdout.toString('utf8')) as Record<string, string>
+      expect(Object.keys(payload)).toEqual(['kluis', 'group', 'key'])
+      expect(payload).toMatchObject({ kluis: 'dedup-key', group })
+      const dedupKey = Buffer.from(payload.key as string, 'base64')
+      expect(dedupKey.length).toBe(32)
+      const gear = Array.from({ length: 256 }, (_, byte) =>
+        createHmac('sha256', dedupKey).update(`kluis gear ${byte}`).digest().readUInt32BE(0),
+      )
+
       const data = streamWithTools(source)
       const refs = stream(source).chunks
       expect(refs.length).toBeGreaterThan(1)
-      expect(chunkSizes(data, gear, config.chunker)).toEqual(refs.map(([, size]) => size))
+      expect(chunkSizes(data, gear, repositoryConfig.chunker)).toEqual(refs.map(([, size]) => size))
       let offset = 0
       for (const [chunk, size] of refs) {
         const plaintext = data.subarray(offset, offset + size)

@@ -158,4 +158,55 @@ describe('tampered repository objects', () => {
       await writeFile(join(repo(), chunk), data)
     }
   })
+
+  it('an index copied from another repository of the same writer is refused', async () => {
+    const config = (await readFile(join(project.dir, 'kluis.yml'), 'utf8')).replace(
+      './backup-repo',
+      './other-repo',
+    )
+    await writeFile(join(project.dir, 'other.yml'), config)
+    expect((await project.run(['init', '--config', 'other.yml'])).code).toBe(0)
+    const copied = JSON.parse(
+      (await project.run(['backup', '--json', '--config', 'other.yml'])).stdout,
+    ).snapshotId
+    for (const object of [`${copied}.json.asc`, `${copied}.default.manifest.pgp`]) {
+      await writeFile(
+        join(repo(), 'snapshots', object),
+        await readFile(join(project.dir, 'other-repo', 'snapshots', object)),
+      )
+    }
+    try {
+      const restored = await project.run([
+        'restore',
+        '--snapshot',
+        copied,
+        '--target',
+        'out-copied',
+        '--key',
+        'keys/reader.key',
+      ])
+      expect(restored.code).toBe(1)
+      expect(restored.stderr).toContain(
+        `snapshots/${copied}.json.asc: belongs to another repository`,
+      )
+    } finally {
+      await rm(join(repo(), 'snapshots', `${copied}.json.asc`))
+      await rm(join(repo(), 'snapshots', `${copied}.default.manifest.pgp`))
+    }
+  })
+
+  it('config.json with chunker parameters that make no sense is refused', async () => {
+    const path = join(repo(), 'config.json')
+    const original = await readFile(path, 'utf8')
+    await writeFile(path, original.replace(/"avg": \d+/, '"avg": 1000000'))
+    try {
+      const run = await project.run(['snapshots'])
+      expect(run.code).toBe(1)
+      expect(run.stderr).toContain(
+        'config.json: has invalid chunker parameters: avg must be a power of two',
+      )
+    } finally {
+      await writeFile(path, original)
+    }
+  })
 })

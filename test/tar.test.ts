@@ -229,6 +229,26 @@ describe('tar round trip', () => {
   })
 })
 
+describe('many small files', () => {
+  it('round-trips a wide tree', async () => {
+    const source = await tempDir()
+    for (let d = 0; d < 10; d++) {
+      await mkdir(join(source, `d${d}`))
+      for (let f = 0; f < 40; f++) {
+        const path = join(source, `d${d}`, `f${f}`)
+        await writeFile(path, randomBytes((d * 40 + f) * 97))
+        await chmod(path, f % 2 ? 0o640 : 0o755)
+      }
+    }
+    await setTimes(source)
+    const { stream, facts } = await tarOf(source)
+    const dest = await tempDir()
+    const restored = await extract(chunked(stream, 100_000), dest)
+    expect(await snapshot(dest)).toEqual(await snapshot(source))
+    expect(restored.facts).toEqual(facts)
+  })
+})
+
 describe('exclude patterns', () => {
   it('matches like gitignore', () => {
     const excluded = compileExcludes(['*.tmp', 'cache/', 'sub/**/x.log', '/top.txt'])
@@ -414,6 +434,20 @@ describe('hostile archives', () => {
     expect(await readlink(join(dest, 'ok'))).toBe('a')
     expect(warnings.some((w) => w.startsWith('b:'))).toBe(true)
     expect(facts.map((f) => f.path)).toEqual(['a', 'ok'])
+  })
+
+  it('lets a later entry for the same path replace the earlier one', async () => {
+    const { dest } = await sandbox()
+    const archive = Buffer.concat([fileEntry('x', 'one'), fileEntry('x', 'two'), END])
+    const { facts } = await extract(chunked(archive), dest)
+    expect(await readFile(join(dest, 'x'), 'utf8')).toBe('two')
+    expect(facts.map((f) => [f.path, f.sha256])).toEqual([['x', sha256(Buffer.from('two'))]])
+  })
+
+  it('refuses an entry below a file', async () => {
+    const { dest } = await sandbox()
+    const archive = Buffer.concat([fileEntry('x', 'one'), fileEntry('x/y', 'two'), END])
+    await expect(extract(chunked(archive), dest)).rejects.toThrow(/x is not a directory/)
   })
 
   it('links hard links inside dest only', async () => {

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { KluisConfig } from '../config/config.js'
 import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-material.js'
-import { ConfigError, IntegrityError, RefusedError } from '../core/errors.js'
+import { ConfigError, IntegrityError, RefusedError, SourceError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkOpener } from '../crypto/chunk-cipher.js'
 import { objectNames, type SnapshotManifest } from '../repository/format.js'
 import { readStream } from '../repository/stream-reader.js'
-import { driverFor } from '../sources/drivers.js'
+import { driverForStored } from '../sources/drivers.js'
 import type { SourceContext, SourceStream } from '../sources/source.js'
 import { openRepository } from './common.js'
 import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
@@ -96,12 +96,14 @@ export async function restore(
       reporter.info(`restoring ${source.type} source '${source.name}'`)
       const directory = join(staging, source.name)
       await mkdir(directory)
-      const summary = await driverFor(source.type as never).restore(
-        streams,
-        directory,
-        facts.facts,
-        context,
-      )
+      const driver = driverForStored(source.type)
+      if (!driver) {
+        throw new SourceError(
+          `source ${source.name} has type '${source.type}', which this kluis cannot restore`,
+          'use a newer kluis release',
+        )
+      }
+      const summary = await driver.restore(streams, directory, facts.facts, context)
       restored.push({
         name: source.name,
         type: source.type,

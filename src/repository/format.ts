@@ -18,6 +18,8 @@ const snapshotId = z.string().regex(/^[0-9a-f]{32}$/)
 export const repositoryConfigSchema = z.object({
   kluis: z.literal('repository'),
   version: z.literal(FORMAT_VERSION),
+  /** Random id; every index names it, so an index copied from another repository is refused. */
+  id: z.string().regex(/^[0-9a-f]{32}$/),
   created: z.string(),
   chunker: z.object({
     algorithm: z.literal('fastcdc-gear32'),
@@ -47,6 +49,7 @@ export const snapshotIndexSchema = z.object({
   kluis: z.literal('snapshot-index'),
   version: z.literal(FORMAT_VERSION),
   id: snapshotId,
+  repository: z.string(),
   time: z.string(),
   host: z.string(),
   writer: z.string(),

@@ -1,6 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { z } from 'zod'
-import { type ChunkerParameters, defaultChunkerParameters } from '../chunker/fastcdc.js'
+import {
+  type ChunkerParameters,
+  defaultChunkerParameters,
+  validateParameters,
+} from '../chunker/fastcdc.js'
 import { IntegrityError, RefusedError, StorageError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 import { fingerprintOf, type PrivateKey, type PublicKey } from '../crypto/keys.js'
@@ -48,6 +52,7 @@ export class Repository {
     const config: RepositoryConfig = {
       kluis: 'repository',
       version: FORMAT_VERSION,
+      id: randomBytes(16).toString('hex'),
       created: new Date().toISOString(),
       chunker: { algorithm: 'fastcdc-gear32', ...chunker },
     }
@@ -88,6 +93,10 @@ export class Repository {
       }
       throw new IntegrityError(objectNames.config, 'is not a valid kluis repository configuration')
     }
+    // config.json is not signed: refuse chunker parameters that would make cut points meaningless.
+    const invalid = validateParameters(parsed.data.chunker)
+    if (invalid)
+      throw new IntegrityError(objectNames.config, `has invalid chunker parameters: ${invalid}`)
     return new Repository(storage, parsed.data)
   }
 
@@ -164,11 +173,16 @@ export class Repository {
    * backup leaves only unreferenced objects.
    */
   async writeSnapshot(
-    index: Omit<SnapshotIndex, 'manifests' | 'writer'>,
+    index: Omit<SnapshotIndex, 'manifests' | 'writer' | 'repository'>,
     manifests: Array<{ manifest: SnapshotManifest; readers: PublicKey[] }>,
     writer: PrivateKey,
   ): Promise<SnapshotIndex> {
-    const full: SnapshotIndex = { ...index, writer: fingerprintOf(writer), manifests: {} }
+    const full: SnapshotIndex = {
+      ...index,
+      repository: this.config.id,
+      writer: fingerprintOf(writer),
+      manifests: {},
+    }
     for (const { manifest, readers } of manifests) {
       const sealed = Buffer.from(
         await encryptAndSign(Buffer.from(JSON.stringify(manifest)), readers, writer),
@@ -216,8 +230,12 @@ export class Repository {
     const text = await verifyCleartext(armored.toString('utf8'), writer, object)
     const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object))
     if (!parsed.success) throw new IntegrityError(object, 'is not a valid snapshot index')
-    if (parsed.data.id !== id)
+    if (parsed.data.id !== id) {
       throw new IntegrityError(object, `names another snapshot (${parsed.data.id})`)
+    }
+    if (parsed.data.repository !== this.config.id) {
+      throw new IntegrityError(object, 'belongs to another repository (it was copied here)')
+    }
     return parsed.data
   }
 

@@ -8,6 +8,11 @@ const drivers: Record<SourceConfig['type'], SourceDriver<never>> = {
   files: filesDriver,
 }
 
+/** The driver of a stored source type, or undefined for a type this kluis does not know. */
+export function driverForStored(type: string): SourceDriver | undefined {
+  return Object.hasOwn(drivers, type) ? drivers[type as SourceConfig['type']] : undefined
+}
+
 /** The driver of a source type; later source kinds register here. */
 export function driverFor<C extends SourceConfig>(type: C['type']): SourceDriver<C> {
   return drivers[type] as unknown as SourceDriver<C>

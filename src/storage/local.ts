@@ -20,7 +20,9 @@ export class LocalStorage implements StorageBackend {
   async putIfAbsent(name: string, data: Buffer): Promise<boolean> {
     const path = this.path(name)
     const directory = dirname(path)
-    await mkdir(directory, { recursive: true })
+    const firstCreated = await mkdir(directory, { recursive: true })
+    // A new directory's own entry must be durable too, or the object could vanish on power loss.
+    if (firstCreated) await syncDirectory(dirname(firstCreated))
     const temporary = `${path}.tmp-${randomBytes(6).toString('hex')}`
     try {
       const handle = await open(

@@ -34,8 +34,10 @@ const BLOCK = 512
 const MAX_META_SIZE = 1 << 20
 /** Symlinks followed while resolving one target before we call it a loop. */
 const MAX_SYMLINK_HOPS = 40
-/** Files whose attributes are being set while we write the next ones. */
-const BACKGROUND_LIMIT = 16
+/** File system calls we keep running at once: each costs a thread-pool round trip. */
+const CONCURRENCY = 16
+/** Files up to this size are buffered and written in the background; larger ones streamed. */
+const SMALL_FILE = 256 << 10
 
 export async function extractTar(
   stream: AsyncIterable<Buffer>,
@@ -47,7 +49,7 @@ export async function extractTar(
   try {
     await extractor.extractAll(input)
   } catch (error) {
-    await extractor.settle().catch(() => {}) // close files before reporting the first error
+    await extractor.settle() // let running writes end before reporting the error
     throw error
   } finally {
     await input.close()
@@ -72,7 +74,7 @@ class ByteReader {
   }
 
   /** Whether unread bytes are available, pulling the next chunk if needed. */
-  private async more(): Promise<boolean> {
+  async hasMore(): Promise<boolean> {
     while (this.position >= this.chunk.length) {
       if (this.done) return false
       const next = await this.iterator.next()
@@ -89,22 +91,18 @@ class ByteReader {
     return true
   }
 
-  /** Exactly `length` bytes; null if the stream ended before the first of them. */
-  async read(length: number, what: string): Promise<Buffer | null> {
+  /** Exactly `length` bytes, a slice of the input when they lie in one chunk. */
+  async read(length: number, what: string): Promise<Buffer> {
     const parts: Buffer[] = []
-    for await (const piece of this.pieces(length, what, true)) parts.push(piece)
-    if (parts.length === 0 && length > 0) return null
-    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts)
+    for await (const piece of this.pieces(length, what)) parts.push(piece)
+    return parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, length)
   }
 
   /** The next `length` bytes as slices of the incoming chunks. Throws if the stream ends. */
-  async *pieces(length: number, what: string, allowEmptyEnd = false): AsyncGenerator<Buffer> {
+  async *pieces(length: number, what: string): AsyncGenerator<Buffer> {
     let left = length
     while (left > 0) {
-      if (!(await this.more())) {
-        if (allowEmptyEnd && left === length) return
-        throw truncated(`it ends inside ${what}`)
-      }
+      if (!(await this.hasMore())) throw truncated(`it ends inside ${what}`)
       const take = Math.min(left, this.chunk.length - this.position)
       const piece = this.chunk.subarray(this.position, this.position + take)
       this.position += take
@@ -123,7 +121,7 @@ class ByteReader {
   /** Consumes the rest of the stream (record padding); true if it held anything but zeros. */
   async drain(): Promise<boolean> {
     let extra = false
-    while (await this.more()) {
+    while (await this.hasMore()) {
       const rest = this.chunk.subarray(this.position)
       if (!extra && rest.some((byte) => byte !== 0)) extra = true
       this.offset += rest.length
@@ -319,8 +317,8 @@ class Extractor {
   private readonly symlinks = new Map<string, PendingSymlink>()
   /** Symlinks refused for an absolute target; still nothing may be written below them. */
   private readonly refusedSymlinks = new Set<string>()
-  private readonly background = new Background(BACKGROUND_LIMIT)
-
+  /** File writes still running, by path. */
+  private readonly background = new Background(CONCURRENCY)
   /**
    * As root, like GNU tar, restore numeric owners: otherwise a setuid file would come back
    * setuid root.
@@ -337,15 +335,15 @@ class Extractor {
     let metaOffset: number | undefined
     for (;;) {
       const offset = input.offset
+      if (!(await input.hasMore())) throw truncated('the end-of-archive marker is missing')
       const block = await input.read(BLOCK, 'a header')
-      if (!block) throw truncated('the end-of-archive marker is missing')
       if (block.every((byte) => byte === 0)) {
         if (await input.drain()) this.warn('ignored data after the end of the tar archive')
         return
       }
       const header = parseHeader(block, offset)
       if ('xgLK'.includes(header.type)) {
-        await this.readMeta(input, header, offset, meta)
+        await readMeta(input, header, offset, meta)
         if (header.type !== 'g') metaOffset ??= offset
         continue
       }
@@ -365,18 +363,6 @@ class Extractor {
       await this.extractEntry(input, entry, sparse)
       await input.skip(paddingOf(entry.size), `the padding of ${entry.name}`)
     }
-  }
-
-  /** PAX 'x' and GNU 'L'/'K' headers describe the next entry; PAX 'g' is ignored. */
-  private async readMeta(input: ByteReader, header: Header, offset: number, meta: Meta) {
-    if (header.size > MAX_META_SIZE) throw corruptHeader(offset, 'extended header too large')
-    const what = `the extended header at byte ${offset}`
-    const data = (await input.read(header.size, what)) ?? Buffer.alloc(0)
-    if (data.length < header.size) throw truncated(`it ends inside ${what}`)
-    await input.skip(paddingOf(header.size), what)
-    if (header.type === 'x') parsePax(data, offset, meta)
-    else if (header.type === 'L') meta.path = cString(data, 0, data.length)
-    else if (header.type === 'K') meta.linkpath = cString(data, 0, data.length)
   }
 
   private async extractEntry(input: ByteReader, entry: Entry, sparse: boolean): Promise<void> {
@@ -404,49 +390,63 @@ class Extractor {
   }
 
   private async extractDirectory(path: string, entry: Entry): Promise<void> {
-    await this.ensureParents(path, entry.name)
-    this.claim(path)
+    await this.claim(path, entry.name)
     if (!this.directories.has(path)) await this.makeDirectory(path, entry.name, true)
-    const { mode, mtime, owner } = entry
+    const { mode, mtime, owner, offset } = entry
     this.directoryAttributes.set(path, { mode, mtime, owner })
-    this.setFact({
-      path,
-      type: 'directory',
-      mode: entry.mode,
-      mtime: entry.mtime,
-      size: 0,
-      offset: entry.offset,
-    })
+    this.setFact({ path, type: 'directory', mode, mtime, size: 0, offset })
   }
 
+  /**
+   * Small files are buffered and written in the background, so that the thread-pool round trips
+   * of many files overlap; large ones are streamed with back-pressure (each write awaited).
+   */
   private async extractFile(input: ByteReader, path: string, entry: Entry): Promise<void> {
-    await this.ensureParents(path, entry.name)
-    this.claim(path)
-    const absolute = this.absolute(path)
-    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
-    const handle = await this.createExclusive(path, entry.name, () => open(absolute, flags, 0o600))
+    await this.claim(path, entry.name)
     const offset = input.offset
     const hash = createHash('sha256')
-    try {
-      // Awaiting each write is the back-pressure: we pull the next piece only when it is on disk.
-      for await (const piece of input.pieces(entry.size, entry.name)) {
-        hash.update(piece)
-        await writeFully(handle, piece)
+    if (entry.size <= SMALL_FILE) {
+      // A copy, so that we do not pin the whole input chunk while the write waits.
+      const data = Buffer.from(await input.read(entry.size, entry.name))
+      hash.update(data)
+      await this.background.add(path, this.writeSmallFile(path, entry, data))
+    } else {
+      const handle = await this.createFile(path, entry.name)
+      try {
+        for await (const piece of input.pieces(entry.size, entry.name)) {
+          hash.update(piece)
+          await writeFully(handle, piece)
+        }
+      } catch (error) {
+        await handle.close()
+        throw error
       }
-    } catch (error) {
-      await handle.close()
-      throw error
+      await this.background.add(path, this.finishFile(handle, entry))
     }
-    // Attributes are set while we go on with the next entries: it halves the time per small file.
-    await this.background.add(this.finishFile(handle, entry))
-    const sha256 = hash.digest('hex')
     const { mode, mtime, size } = entry
-    this.setFact({ path, type: 'file', mode, mtime, size, sha256, offset })
+    this.setFact({ path, type: 'file', mode, mtime, size, sha256: hash.digest('hex'), offset })
   }
 
+  private async writeSmallFile(path: string, entry: Entry, data: Buffer): Promise<void> {
+    const handle = await this.createFile(path, entry.name)
+    try {
+      await writeFully(handle, data)
+    } catch (error) {
+      await handle.close()
+      throw writeError(entry.name, error)
+    }
+    await this.finishFile(handle, entry)
+  }
+
+  private createFile(path: string, name: string): Promise<FileHandle> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+    return this.createExclusive(path, name, () => open(this.absolute(path), flags, 0o600))
+  }
+
+  /** Sets owner, mode and mtime of a written file, and closes it. */
   private async finishFile(handle: FileHandle, entry: Entry): Promise<void> {
     try {
-      // After writing, and after chown: both would clear setuid/setgid.
+      // After writing, and chown before chmod: both would clear setuid/setgid.
       if (this.restoreOwners) await handle.chown(entry.owner.uid, entry.owner.gid)
       await handle.chmod(entry.mode)
       await handle.utimes(entry.mtime, entry.mtime)
@@ -458,8 +458,7 @@ class Extractor {
   }
 
   private async extractSymlink(path: string, entry: Entry): Promise<void> {
-    await this.ensureParents(path, entry.name)
-    this.claim(path)
+    await this.claim(path, entry.name)
     const target = entry.linkname
     if (target === '' || target.startsWith('/') || target.includes('\0')) {
       this.refusedSymlinks.add(path)
@@ -467,16 +466,9 @@ class Extractor {
       return
     }
     await this.removeExisting(path, entry.name)
-    this.symlinks.set(path, { target, mtime: entry.mtime, owner: entry.owner })
-    this.setFact({
-      path,
-      type: 'symlink',
-      mode: entry.mode,
-      mtime: entry.mtime,
-      size: 0,
-      target,
-      offset: entry.offset,
-    })
+    const { mode, mtime, owner, offset } = entry
+    this.symlinks.set(path, { target, mtime, owner })
+    this.setFact({ path, type: 'symlink', mode, mtime, size: 0, target, offset })
   }
 
   /** A hard link to a file extracted earlier: linked, or copied where linking fails. */
@@ -494,8 +486,8 @@ class Extractor {
       )
       return
     }
-    await this.ensureParents(path, entry.name)
-    this.claim(path)
+    await this.background.wait(target)
+    await this.claim(path, entry.name)
     const from = this.absolute(target)
     const to = this.absolute(path)
     await this.createExclusive(path, entry.name, async () => {
@@ -507,6 +499,17 @@ class Extractor {
       }
     })
     this.setFact({ ...targetFact, path })
+  }
+
+  /**
+   * Makes `path` ready for a new entry: parents exist and are real directories, no write is
+   * still running there, and a symlink an earlier entry planned there is forgotten.
+   */
+  private async claim(path: string, name: string): Promise<void> {
+    await this.ensureParents(path, name)
+    await this.background.wait(path)
+    this.symlinks.delete(path)
+    this.refusedSymlinks.delete(path)
   }
 
   /** Creates missing parent directories, refusing to go through a symlink or a file. */
@@ -522,6 +525,7 @@ class Extractor {
           'The archive is malformed or hostile.',
         )
       }
+      await this.background.wait(parent)
       await this.makeDirectory(parent, name, false)
     }
   }
@@ -549,12 +553,6 @@ class Extractor {
     this.directories.add(path)
   }
 
-  /** A later entry for a path replaces a symlink an earlier one planned there. */
-  private claim(path: string): void {
-    this.symlinks.delete(path)
-    this.refusedSymlinks.delete(path)
-  }
-
   /** Runs `create`; if something is already at the path, removes it and tries once more. */
   private async createExclusive<T>(path: string, name: string, create: () => Promise<T>) {
     try {
@@ -570,7 +568,7 @@ class Extractor {
     }
   }
 
-  /** Removes a non-directory at the path (an earlier entry for the same path). */
+  /** Removes a non-directory at the path: an earlier entry for the same path, which we replace. */
   private async removeExisting(path: string, name: string): Promise<void> {
     const absolute = this.absolute(path)
     const stats = await lstat(absolute).catch(() => undefined)
@@ -579,7 +577,6 @@ class Extractor {
       throw new SourceError(`cannot extract "${name}": a directory is already at ${path}`)
     }
     await unlink(absolute)
-    this.facts.delete(path)
   }
 
   private setFact(fact: TarFact): void {
@@ -591,27 +588,39 @@ class Extractor {
     return join(this.dest, path)
   }
 
-  /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
-  /** Waits for the attribute updates still running; true if they all succeeded. */
+  /** Waits for the file writes still running, ignoring their failures (we already failed). */
   async settle(): Promise<void> {
-    await this.background.all()
+    await this.background.all().catch(() => {})
   }
 
+  /** Creates the symlinks that stay inside dest, then sets directory modes and mtimes. */
   async finish(): Promise<TarFact[]> {
     await this.background.all()
     this.dropEscapingSymlinks()
-    for (const [path, link] of this.symlinks) await this.createSymlink(path, link)
-    // Deepest first: a parent whose mode denies search would keep us from reaching its children.
-    const directories = [...this.directoryAttributes].sort(
-      ([a], [b]) => b.split('/').length - a.split('/').length,
-    )
-    for (const [path, { mode, mtime, owner }] of directories) {
-      const absolute = this.absolute(path)
-      if (this.restoreOwners) await chown(absolute, owner.uid, owner.gid)
-      await chmod(absolute, mode)
-      await utimes(absolute, mtime, mtime)
+    for (const [path, link] of this.symlinks) {
+      await this.background.add(path, this.createSymlink(path, link))
     }
+    await this.background.all()
+    // Deepest first: a parent whose mode denies search would keep us from reaching its children.
+    const depthOf = (path: string) => path.split('/').length
+    const directories = [...this.directoryAttributes].sort(([a], [b]) => depthOf(b) - depthOf(a))
+    let depth = Number.POSITIVE_INFINITY
+    for (const [path, attributes] of directories) {
+      if (depthOf(path) < depth) {
+        await this.background.all() // the deeper level is done
+        depth = depthOf(path)
+      }
+      await this.background.add(path, this.setDirectoryAttributes(path, attributes))
+    }
+    await this.background.all()
     return [...this.facts.values()]
+  }
+
+  private async setDirectoryAttributes(path: string, { mode, mtime, owner }: DirectoryAttributes) {
+    const absolute = this.absolute(path)
+    if (this.restoreOwners) await chown(absolute, owner.uid, owner.gid)
+    await chmod(absolute, mode)
+    await utimes(absolute, mtime, mtime)
   }
 
   private async createSymlink(path: string, { target, mtime, owner }: PendingSymlink) {
@@ -648,6 +657,17 @@ class Extractor {
   }
 }
 
+/** PAX 'x' and GNU 'L'/'K' headers describe the next entry; PAX 'g' is ignored. */
+async function readMeta(input: ByteReader, header: Header, offset: number, meta: Meta) {
+  if (header.size > MAX_META_SIZE) throw corruptHeader(offset, 'extended header too large')
+  const what = `the extended header at byte ${offset}`
+  const data = await input.read(header.size, what)
+  await input.skip(paddingOf(header.size), what)
+  if (header.type === 'x') parsePax(data, offset, meta)
+  else if (header.type === 'L') meta.path = cString(data, 0, data.length)
+  else if (header.type === 'K') meta.linkpath = cString(data, 0, data.length)
+}
+
 /** Whether a relative symlink target at `linkPath` leads outside the root (or loops). */
 function escapes(linkPath: string, target: string, symlinks: Map<string, PendingSymlink>) {
   const resolved = linkPath.split('/').slice(0, -1)
@@ -673,43 +693,57 @@ function escapes(linkPath: string, target: string, symlinks: Map<string, Pending
 
 /** The entry's path relative to dest ('' for the root); throws for absolute paths and '..'. */
 function safePath(name: string): string {
-  if (name.includes('\0') || name.startsWith('/')) {
-    throw new SourceError(
-      `refusing tar entry "${name}": absolute path`,
-      'The archive is malformed or hostile.',
-    )
-  }
   const parts = name.split('/').filter((part) => part !== '' && part !== '.')
-  if (parts.includes('..')) {
+  const problem = name.startsWith('/')
+    ? 'absolute path'
+    : parts.includes('..')
+      ? "the path contains '..'"
+      : name.includes('\0')
+        ? 'the path contains a NUL byte'
+        : undefined
+  if (problem) {
     throw new SourceError(
-      `refusing tar entry "${name}": the path contains '..'`,
+      `refusing tar entry "${name}": ${problem}`,
       'The archive is malformed or hostile.',
     )
   }
   return parts.join('/')
 }
 
-/** Runs tasks alongside the main work, at most `limit` at a time; the first failure is kept. */
+/**
+ * File system work running alongside the main loop, by path, at most `limit` at a time. The first
+ * failure is kept and thrown by the next add, wait or all.
+ */
 class Background {
-  private readonly running = new Set<Promise<void>>()
+  private readonly running = new Map<string, Promise<void>>()
   private failure: { error: unknown } | undefined
 
   constructor(private readonly limit: number) {}
 
-  /** Starts tracking `task`; waits while `limit` tasks are running. */
-  async add(task: Promise<void>): Promise<void> {
-    this.running.add(task)
-    const done = () => this.running.delete(task)
+  /** Starts tracking `task` for `path`; waits while `limit` tasks are running. */
+  async add(path: string, task: Promise<void>): Promise<void> {
+    this.running.set(path, task)
+    const done = () => {
+      if (this.running.get(path) === task) this.running.delete(path)
+    }
     task.then(done, (error: unknown) => {
       this.failure ??= { error }
       done()
     })
-    while (this.running.size >= this.limit) await Promise.race(this.running).catch(() => {})
+    while (this.running.size >= this.limit) {
+      await Promise.race(this.running.values()).catch(() => {})
+    }
+    this.throwFailure()
+  }
+
+  /** Waits until no task for `path` is running. */
+  async wait(path: string): Promise<void> {
+    await this.running.get(path)?.catch(() => {})
     this.throwFailure()
   }
 
   async all(): Promise<void> {
-    await Promise.allSettled(this.running)
+    await Promise.allSettled(this.running.values())
     this.throwFailure()
   }
 
