@@ -156,12 +156,17 @@ export class Repository {
     return (await this.storage.stat(objectNames.chunk(id)))?.size
   }
 
-  async getChunk(id: string): Promise<Buffer> {
+  getChunk(id: string): Promise<Buffer> {
+    return this.getReferenced(objectNames.chunk(id))
+  }
+
+  /** An object that something signed refers to: its absence is an integrity problem. */
+  private async getReferenced(object: string): Promise<Buffer> {
     try {
-      return await this.storage.get(objectNames.chunk(id))
+      return await this.storage.get(object)
     } catch (error) {
       if (error instanceof ObjectNotFoundError) {
-        throw new IntegrityError(objectNames.chunk(id), 'is missing from the repository')
+        throw new IntegrityError(object, 'is missing from the repository')
       }
       throw error
     }
@@ -220,13 +225,7 @@ export class Repository {
   /** Reads an index and verifies the writer's signature. Throws IntegrityError naming it. */
   async readIndex(id: string, writer: PublicKey): Promise<SnapshotIndex> {
     const object = objectNames.index(id)
-    let armored: Buffer
-    try {
-      armored = await this.storage.get(object)
-    } catch (error) {
-      if (error instanceof ObjectNotFoundError) throw new IntegrityError(object, 'does not exist')
-      throw error
-    }
+    const armored = await this.getReferenced(object)
     const text = await verifyCleartext(armored.toString('utf8'), writer, object)
     const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object))
     if (!parsed.success) throw new IntegrityError(object, 'is not a valid snapshot index')
@@ -270,13 +269,7 @@ export class Repository {
         objectNames.index(index.id),
         `names no manifest for key group '${group}'`,
       )
-    let sealed: Buffer
-    try {
-      sealed = await this.storage.get(object)
-    } catch (error) {
-      if (error instanceof ObjectNotFoundError) throw new IntegrityError(object, 'is missing')
-      throw error
-    }
+    const sealed = await this.getReferenced(object)
     if (createHash('sha256').update(sealed).digest('hex') !== recorded.sha256) {
       throw new IntegrityError(object, 'does not match the SHA-256 recorded in the signed index')
     }
