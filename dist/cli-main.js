@@ -7373,7 +7373,7 @@ var require_dist = __commonJS({
 import { parseArgs } from "node:util";
 
 // src/commands/backup.ts
-import { createHash as createHash6 } from "node:crypto";
+import { createHash as createHash7 } from "node:crypto";
 import { hostname as hostname3, tmpdir } from "node:os";
 
 // src/chunker/fastcdc.ts
@@ -7384,14 +7384,14 @@ var defaultChunkerParameters = {
   max: 8 * 1024 * 1024
 };
 function gearTable(secret) {
-  const table = new Uint32Array(256);
+  const table = new Int32Array(256);
   for (let i2 = 0; i2 < 256; i2++) {
-    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readUInt32BE(0);
+    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readInt32BE(0);
   }
   return table;
 }
 function highMask(bits2) {
-  return 4294967295 << 32 - bits2 >>> 0;
+  return 4294967295 << 32 - bits2 | 0;
 }
 function validateParameters(p) {
   const isPow2 = (n) => Number.isInteger(n) && n > 0 && (n & n - 1) === 0;
@@ -7420,20 +7420,25 @@ var Chunker = class {
     if (end <= min) return end;
     if (end > max2) end = max2;
     const normal = Math.min(end, avg);
-    const gear = this.gear;
+    const { gear, maskStrict, maskLoose } = this;
     let hash2 = 0;
     let i2 = min;
     for (; i2 < normal; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
-      if ((hash2 & this.maskStrict) === 0) return i2 + 1;
+      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
+      if ((hash2 & maskStrict) === 0) return i2 + 1;
     }
     for (; i2 < end; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] >>> 0;
-      if ((hash2 & this.maskLoose) === 0) return i2 + 1;
+      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
+      if ((hash2 & maskLoose) === 0) return i2 + 1;
     }
     return end;
   }
-  /** Splits a byte stream into chunks. Holds at most about 2 × max bytes at a time. */
+  /**
+   * Splits a byte stream into chunks. Reads until `max` bytes are at hand, then yields every
+   * chunk whose end is already certain: a cut found before the end of the data at hand is the
+   * cut the whole stream would give, since a cut depends only on the bytes before it. Only the
+   * undecided tail is carried over, so each byte is copied about once.
+   */
   async *chunks(source) {
     const { max: max2 } = this.params;
     let pending = [];
@@ -7446,8 +7451,9 @@ var Chunker = class {
       pendingLength += piece.length;
       if (pendingLength < max2) continue;
       let buffer = Buffer.concat(pending, pendingLength);
-      while (buffer.length >= max2) {
+      for (; ; ) {
         const length = this.cut(buffer);
+        if (length === buffer.length && length < max2) break;
         yield buffer.subarray(0, length);
         buffer = buffer.subarray(length);
       }
@@ -30952,10 +30958,10 @@ function getPKCS1Padding(length) {
   const result = new Uint8Array(length);
   let count = 0;
   while (count < length) {
-    const randomBytes5 = getRandomBytes(length - count);
-    for (let i2 = 0; i2 < randomBytes5.length; i2++) {
-      if (randomBytes5[i2] !== 0) {
-        result[count++] = randomBytes5[i2];
+    const randomBytes6 = getRandomBytes(length - count);
+    for (let i2 = 0; i2 < randomBytes6.length; i2++) {
+      if (randomBytes6[i2] !== 0) {
+        result[count++] = randomBytes6[i2];
       }
     }
   }
@@ -53772,13 +53778,7 @@ async function* mapOrdered(items, limit, fn) {
 }
 
 // src/crypto/chunk-cipher.ts
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash as createHash2,
-  randomBytes as randomBytes2,
-  timingSafeEqual
-} from "node:crypto";
+import { createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
 
 // src/crypto/key-errors.ts
 function noMatchingKey(message, object2, given) {
@@ -53850,20 +53850,77 @@ function need(data, offset, length) {
   return data.subarray(offset, offset + length);
 }
 
-// src/crypto/chunk-cipher.ts
+// src/crypto/seipd.ts
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHash as createHash2,
+  randomBytes as randomBytes2,
+  timingSafeEqual
+} from "node:crypto";
 var BLOCK = 16;
 var MDC_HEADER = Buffer.from([211, 20]);
 var LITERAL_PREFIX = Buffer.from([98, 0, 0, 0, 0, 0]);
 var ZERO_IV = Buffer.alloc(BLOCK);
-var ChunkSealer = class _ChunkSealer {
-  constructor(sessionKey, keyPackets) {
-    this.sessionKey = sessionKey;
-    this.keyPackets = keyPackets;
+function sealMessage({ sessionKey, keyPackets }, plaintext) {
+  const literalHeader = packetHeader(
+    PacketTag.LiteralData,
+    LITERAL_PREFIX.length + plaintext.length
+  );
+  const random = randomBytes2(BLOCK);
+  const prefix = Buffer.concat([random, random.subarray(BLOCK - 2)]);
+  const mdc = createHash2("sha1").update(prefix).update(literalHeader).update(LITERAL_PREFIX).update(plaintext).update(MDC_HEADER).digest();
+  const cipher = createCipheriv("aes-256-cfb", sessionKey, ZERO_IV);
+  const parts = [
+    cipher.update(prefix),
+    cipher.update(literalHeader),
+    cipher.update(LITERAL_PREFIX),
+    cipher.update(plaintext),
+    cipher.update(MDC_HEADER),
+    cipher.update(mdc),
+    cipher.final()
+  ];
+  const bodyLength = 1 + parts.reduce((sum, part) => sum + part.length, 0);
+  return Buffer.concat([
+    keyPackets,
+    packetHeader(PacketTag.SymEncryptedIntegrityProtectedData, bodyLength),
+    Buffer.from([1]),
+    ...parts
+  ]);
+}
+function decryptSeipdV1(body, sessionKey, object2) {
+  if (body[0] !== 1)
+    throw new IntegrityError(object2, `has an unsupported encrypted data version ${body[0]}`);
+  const decipher = createDecipheriv("aes-256-cfb", sessionKey, ZERO_IV);
+  const plain = Buffer.concat([decipher.update(body.subarray(1)), decipher.final()]);
+  const prefixLength = BLOCK + 2;
+  if (plain.length < prefixLength + 22) throw new IntegrityError(object2, "is truncated");
+  const mdcStart = plain.length - 22;
+  const expected = createHash2("sha1").update(plain.subarray(0, mdcStart + 2)).digest();
+  const mdcOk = plain[mdcStart] === 211 && plain[mdcStart + 1] === 20 && timingSafeEqual(expected, plain.subarray(mdcStart + 2));
+  if (!mdcOk) {
+    throw new IntegrityError(
+      object2,
+      "was modified: its OpenPGP integrity check (MDC) does not match"
+    );
   }
-  sessionKey;
-  keyPackets;
+  const inner = parsePackets(plain.subarray(prefixLength, mdcStart));
+  const literal2 = inner[0];
+  if (inner.length !== 1 || !literal2 || literal2.tag !== PacketTag.LiteralData) {
+    throw new IntegrityError(object2, "does not hold a single literal data packet");
+  }
+  const nameLength = literal2.body[1];
+  return literal2.body.subarray(2 + nameLength + 4);
+}
+
+// src/crypto/chunk-cipher.ts
+var ChunkSealer = class _ChunkSealer {
+  constructor(key) {
+    this.key = key;
+  }
+  key;
   static async create(readers) {
-    const sessionKey = randomBytes2(32);
+    const sessionKey = randomBytes3(32);
     const keyPackets = await encryptSessionKey({
       data: sessionKey,
       algorithm: "aes256",
@@ -53871,34 +53928,11 @@ var ChunkSealer = class _ChunkSealer {
       format: "binary",
       config: { aeadProtect: false }
     });
-    return new _ChunkSealer(sessionKey, Buffer.from(keyPackets));
+    return new _ChunkSealer({ sessionKey, keyPackets: Buffer.from(keyPackets) });
   }
   /** Returns a complete OpenPGP message whose literal data is `plaintext`. */
   seal(plaintext) {
-    const literalHeader = packetHeader(
-      PacketTag.LiteralData,
-      LITERAL_PREFIX.length + plaintext.length
-    );
-    const random = randomBytes2(BLOCK);
-    const prefix = Buffer.concat([random, random.subarray(BLOCK - 2)]);
-    const mdc = createHash2("sha1").update(prefix).update(literalHeader).update(LITERAL_PREFIX).update(plaintext).update(MDC_HEADER).digest();
-    const cipher = createCipheriv("aes-256-cfb", this.sessionKey, ZERO_IV);
-    const parts = [
-      cipher.update(prefix),
-      cipher.update(literalHeader),
-      cipher.update(LITERAL_PREFIX),
-      cipher.update(plaintext),
-      cipher.update(MDC_HEADER),
-      cipher.update(mdc),
-      cipher.final()
-    ];
-    const bodyLength = 1 + parts.reduce((sum, part) => sum + part.length, 0);
-    return Buffer.concat([
-      this.keyPackets,
-      packetHeader(PacketTag.SymEncryptedIntegrityProtectedData, bodyLength),
-      Buffer.from([1]),
-      ...parts
-    ]);
+    return sealMessage(this.key, plaintext);
   }
 };
 var ChunkOpener = class {
@@ -53928,7 +53962,7 @@ var ChunkOpener = class {
     return decryptSeipdV1(data.body, sessionKey, object2);
   }
   sessionKey(keyPackets, object2) {
-    const cacheKey = createHash2("sha256").update(keyPackets).digest("hex");
+    const cacheKey = createHash3("sha256").update(keyPackets).digest("hex");
     let pending = this.sessionKeys.get(cacheKey);
     if (!pending) {
       pending = this.unwrap(keyPackets, object2);
@@ -53976,30 +54010,6 @@ var ChunkOpener = class {
     }
   }
 };
-function decryptSeipdV1(body, sessionKey, object2) {
-  if (body[0] !== 1)
-    throw new IntegrityError(object2, `has an unsupported encrypted data version ${body[0]}`);
-  const decipher = createDecipheriv("aes-256-cfb", sessionKey, ZERO_IV);
-  const plain = Buffer.concat([decipher.update(body.subarray(1)), decipher.final()]);
-  const prefixLength = BLOCK + 2;
-  if (plain.length < prefixLength + 22) throw new IntegrityError(object2, "is truncated");
-  const mdcStart = plain.length - 22;
-  const expected = createHash2("sha1").update(plain.subarray(0, mdcStart + 2)).digest();
-  const mdcOk = plain[mdcStart] === 211 && plain[mdcStart + 1] === 20 && timingSafeEqual(expected, plain.subarray(mdcStart + 2));
-  if (!mdcOk) {
-    throw new IntegrityError(
-      object2,
-      "was modified: its OpenPGP integrity check (MDC) does not match"
-    );
-  }
-  const inner = parsePackets(plain.subarray(prefixLength, mdcStart));
-  const literal2 = inner[0];
-  if (inner.length !== 1 || !literal2 || literal2.tag !== PacketTag.LiteralData) {
-    throw new IntegrityError(object2, "does not hold a single literal data packet");
-  }
-  const nameLength = literal2.body[1];
-  return literal2.body.subarray(2 + nameLength + 4);
-}
 function errorText(error62) {
   return error62 instanceof Error ? error62.message : String(error62);
 }
@@ -54007,7 +54017,7 @@ function errorText(error62) {
 // src/repository/chunk-codec.ts
 import { createHmac as createHmac2, timingSafeEqual as timingSafeEqual2 } from "node:crypto";
 import { promisify } from "node:util";
-import { constants, zstdCompress, zstdDecompress } from "node:zlib";
+import { zstdCompress, zstdDecompress } from "node:zlib";
 
 // src/repository/format.ts
 var FORMAT_VERSION = 1;
@@ -54080,6 +54090,18 @@ var manifestSchema = external_exports.object({
   )
 });
 
+// src/repository/zstd-options.ts
+import { constants } from "node:zlib";
+function compressOptions(level, size) {
+  return {
+    chunkSize: Math.max(64 * 1024, size + 1024),
+    params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 }
+  };
+}
+function decompressOptions(size) {
+  return { maxOutputLength: Math.max(size, 1), chunkSize: Math.max(64 * 1024, size) };
+}
+
 // src/repository/chunk-codec.ts
 var compress2 = promisify(zstdCompress);
 var decompress = promisify(zstdDecompress);
@@ -54087,17 +54109,14 @@ function chunkId(dedupKey, plaintext) {
   return createHmac2("sha256", dedupKey).update(plaintext).digest("hex");
 }
 async function encodeChunk2(plaintext, sealer, level) {
-  const frame = await compress2(plaintext, {
-    params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 }
-  });
-  return sealer.seal(frame);
+  return sealer.seal(await compress2(plaintext, compressOptions(level, plaintext.length)));
 }
 async function decodeChunk2(message, id, size, opener, dedupKey) {
   const object2 = objectNames.chunk(id);
   const frame = await opener.open(message, object2);
   let plaintext;
   try {
-    plaintext = await decompress(frame, { maxOutputLength: Math.max(size, 1) });
+    plaintext = await decompress(frame, decompressOptions(size));
   } catch (error62) {
     throw new IntegrityError(object2, `does not decompress (${error62.message})`);
   }
@@ -54109,7 +54128,7 @@ async function decodeChunk2(message, id, size, opener, dedupKey) {
 }
 
 // src/repository/repository.ts
-import { createHash as createHash3, randomBytes as randomBytes3 } from "node:crypto";
+import { createHash as createHash4, randomBytes as randomBytes4 } from "node:crypto";
 
 // src/crypto/signing.ts
 async function signCleartext(text, writer) {
@@ -54209,7 +54228,7 @@ var Repository = class _Repository {
     const config3 = {
       kluis: "repository",
       version: FORMAT_VERSION,
-      id: randomBytes3(16).toString("hex"),
+      id: randomBytes4(16).toString("hex"),
       created: (/* @__PURE__ */ new Date()).toISOString(),
       chunker: { algorithm: "fastcdc-gear32", ...chunker }
     };
@@ -54259,7 +54278,7 @@ var Repository = class _Repository {
   async createDedupKey(group2, readers, writer) {
     const object2 = objectNames.dedupKey(group2);
     if (await this.storage.stat(object2)) return false;
-    const payload = { kluis: "dedup-key", group: group2, key: randomBytes3(32).toString("base64") };
+    const payload = { kluis: "dedup-key", group: group2, key: randomBytes4(32).toString("base64") };
     const sealed = await encryptAndSign(
       Buffer.from(JSON.stringify(payload)),
       [...readers, writer.toPublic()],
@@ -54306,12 +54325,16 @@ var Repository = class _Repository {
   async chunkSize(id) {
     return (await this.storage.stat(objectNames.chunk(id)))?.size;
   }
-  async getChunk(id) {
+  getChunk(id) {
+    return this.getReferenced(objectNames.chunk(id));
+  }
+  /** An object that something signed refers to: its absence is an integrity problem. */
+  async getReferenced(object2) {
     try {
-      return await this.storage.get(objectNames.chunk(id));
+      return await this.storage.get(object2);
     } catch (error62) {
       if (error62 instanceof ObjectNotFoundError) {
-        throw new IntegrityError(objectNames.chunk(id), "is missing from the repository");
+        throw new IntegrityError(object2, "is missing from the repository");
       }
       throw error62;
     }
@@ -54335,7 +54358,7 @@ var Repository = class _Repository {
       await this.putNew(objectNames.manifest(index2.id, manifest.group), sealed);
       full.manifests[manifest.group] = {
         size: sealed.length,
-        sha256: createHash3("sha256").update(sealed).digest("hex")
+        sha256: createHash4("sha256").update(sealed).digest("hex")
       };
     }
     const signed = await signCleartext(JSON.stringify(full, null, 1), writer);
@@ -54362,13 +54385,7 @@ var Repository = class _Repository {
   /** Reads an index and verifies the writer's signature. Throws IntegrityError naming it. */
   async readIndex(id, writer) {
     const object2 = objectNames.index(id);
-    let armored;
-    try {
-      armored = await this.storage.get(object2);
-    } catch (error62) {
-      if (error62 instanceof ObjectNotFoundError) throw new IntegrityError(object2, "does not exist");
-      throw error62;
-    }
+    const armored = await this.getReferenced(object2);
     const text = await verifyCleartext(armored.toString("utf8"), writer, object2);
     const parsed = snapshotIndexSchema.safeParse(parseJson(Buffer.from(text), object2));
     if (!parsed.success) throw new IntegrityError(object2, "is not a valid snapshot index");
@@ -54405,14 +54422,8 @@ var Repository = class _Repository {
         objectNames.index(index2.id),
         `names no manifest for key group '${group2}'`
       );
-    let sealed;
-    try {
-      sealed = await this.storage.get(object2);
-    } catch (error62) {
-      if (error62 instanceof ObjectNotFoundError) throw new IntegrityError(object2, "is missing");
-      throw error62;
-    }
-    if (createHash3("sha256").update(sealed).digest("hex") !== recorded.sha256) {
+    const sealed = await this.getReferenced(object2);
+    if (createHash4("sha256").update(sealed).digest("hex") !== recorded.sha256) {
       throw new IntegrityError(object2, "does not match the SHA-256 recorded in the signed index");
     }
     const plain = await decryptAndVerify(sealed, decryptionKeys, writer, object2);
@@ -54428,7 +54439,7 @@ var Repository = class _Repository {
   }
 };
 function newSnapshotId() {
-  return randomBytes3(16).toString("hex");
+  return randomBytes4(16).toString("hex");
 }
 function parseJson(raw, object2) {
   try {
@@ -54442,7 +54453,7 @@ function parseJson(raw, object2) {
 import { stat as stat2 } from "node:fs/promises";
 
 // src/sources/tar/reader.ts
-import { createHash as createHash4 } from "node:crypto";
+import { createHash as createHash5 } from "node:crypto";
 import { constants as constants2 } from "node:fs";
 import {
   chmod,
@@ -54735,7 +54746,7 @@ var Extractor = class {
   async extractFile(input2, path, entry) {
     await this.claim(path, entry.name);
     const offset = input2.offset;
-    const hash2 = createHash4("sha256");
+    const hash2 = createHash5("sha256");
     if (entry.size <= SMALL_FILE) {
       const data = Buffer.from(await input2.read(entry.size, entry.name));
       hash2.update(data);
@@ -55060,7 +55071,7 @@ function codeOf(error62) {
 }
 
 // src/sources/tar/writer.ts
-import { createHash as createHash5 } from "node:crypto";
+import { createHash as createHash6 } from "node:crypto";
 import { constants as constants3 } from "node:fs";
 import { lstat as lstat2, open as open3, readdir, readlink, stat } from "node:fs/promises";
 import { join as join3 } from "node:path";
@@ -55319,7 +55330,7 @@ function writeSmallFile(out, { path, stats, shrank }, content, facts, warn) {
   const offset = out.offset;
   out.push(content);
   pushPadding(out, stats.size);
-  const sha2562 = createHash5("sha256").update(content).digest("hex");
+  const sha2562 = createHash6("sha256").update(content).digest("hex");
   const { mode, mtime, size } = fields;
   facts.push({ path, type: "file", mode, mtime, size, sha256: sha2562, offset });
 }
@@ -55336,7 +55347,7 @@ async function* writeLargeFile(out, { path, absolute, stats }, facts, warn) {
     const fields = headerFields(path, "0", stats, stats.size);
     out.push(encodeHeaders(fields));
     const offset = out.offset;
-    const hash2 = createHash5("sha256");
+    const hash2 = createHash6("sha256");
     let shrank = false;
     for (let left = stats.size; left > 0; ) {
       const piece = Buffer.allocUnsafe(Math.min(left, PIECE));
@@ -55670,7 +55681,7 @@ import { isAbsolute, resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
 
 // src/storage/local.ts
-import { randomBytes as randomBytes4 } from "node:crypto";
+import { randomBytes as randomBytes5 } from "node:crypto";
 import { constants as constants4 } from "node:fs";
 import { link as link2, mkdir as mkdir2, open as open4, readdir as readdir2, readFile as readFile3, rm as rm2, stat as stat4, unlink as unlink2 } from "node:fs/promises";
 import { dirname as dirname2, join as join5, sep } from "node:path";
@@ -55686,7 +55697,7 @@ var LocalStorage = class {
     const directory = dirname2(path);
     const firstCreated = await mkdir2(directory, { recursive: true });
     if (firstCreated) await syncDirectory(dirname2(firstCreated));
-    const temporary = `${path}.tmp-${randomBytes4(6).toString("hex")}`;
+    const temporary = `${path}.tmp-${randomBytes5(6).toString("hex")}`;
     try {
       const handle = await open4(
         temporary,
@@ -55820,7 +55831,7 @@ function selectSources(sources, names) {
 }
 
 // src/commands/backup.ts
-var UPLOAD_CONCURRENCY = 6;
+var UPLOAD_CONCURRENCY = 4;
 async function backup(config3, options2, reporter, env) {
   const started = performance.now();
   const sources = selectSources(config3.sources, options2.sources);
@@ -55927,7 +55938,7 @@ async function backupSource(source, context, repository, group2, known, level) {
   }
 }
 async function storeStream(data, repository, group2, known, level, result) {
-  const hash2 = createHash6("sha256");
+  const hash2 = createHash7("sha256");
   let size = 0;
   async function* hashed() {
     for await (const piece of data) {
@@ -56161,10 +56172,10 @@ import { tmpdir as tmpdir2 } from "node:os";
 import { dirname as dirname3, join as join7, resolve as resolve4 } from "node:path";
 
 // src/repository/stream-reader.ts
-import { createHash as createHash7 } from "node:crypto";
+import { createHash as createHash8 } from "node:crypto";
 var READ_AHEAD2 = 4;
 async function* readStream(repository, opener, dedupKey, stream, expected, label) {
-  const hash2 = createHash7("sha256");
+  const hash2 = createHash8("sha256");
   let size = 0;
   const chunks = mapOrdered(stream.chunks, READ_AHEAD2, async ([id, plainSize]) => {
     const message = await repository.getChunk(id);

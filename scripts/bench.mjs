@@ -162,6 +162,13 @@ let cleaned = false
 function cleanup() {
   if (cleaned) return
   cleaned = true
+  // Decrypting started a gpg-agent for the temporary GNUPGHOME: stop it.
+  if (existsSync(paths.gnupg)) {
+    spawnSync('gpgconf', ['--kill', 'gpg-agent'], {
+      env: { ...process.env, GNUPGHOME: paths.gnupg },
+      stdio: 'ignore',
+    })
+  }
   if (args.values.keep) progress(`kept ${root}`)
   else rmSync(root, { recursive: true, force: true })
 }
@@ -230,15 +237,17 @@ async function run() {
       pollRss: false,
     },
   )
-  const stage = (name) => (gnuTime ? `${gnuTime} -f %M -o ${sh(join(paths.measure, name))} ` : '')
-  const peerRss = (names) =>
-    gnuTime
-      ? names.reduce(
-          (sum, name) =>
-            sum + Number(readFileSync(join(paths.measure, name), 'utf8').trim()) * 1024,
-          0,
-        )
-      : undefined
+  const stage = (name) =>
+    gnuTime ? `${gnuTime} -f '${TIME_FORMAT}' -o ${sh(join(paths.measure, name))} ` : ''
+  // The peer's figures: peak RSS and CPU time summed over its three processes.
+  const peerStats = (names) => {
+    if (!gnuTime) return { peakRss: undefined, cpuSeconds: undefined }
+    const stats = names.map((name) => readTimeFile(join(paths.measure, name)))
+    return {
+      peakRss: stats.reduce((sum, s) => sum + s.peakRss, 0),
+      cpuSeconds: stats.reduce((sum, s) => sum + s.cpuSeconds, 0),
+    }
+  }
 
   // Each run interleaves the peer and kluis, so that a slow phase of the machine hits both.
   const problems = []
@@ -263,7 +272,7 @@ async function run() {
       ],
       { env: gpgEnv, pollRss: false },
     )
-    results.peerBackup.peakRss = peerRss(['pb1', 'pb2', 'pb3'])
+    Object.assign(results.peerBackup, peerStats(['pb1', 'pb2', 'pb3']))
     results.peerStored = statSync(paths.peerOut).size
 
     settle()
@@ -308,7 +317,7 @@ async function run() {
       ],
       { env: gpgEnv, pollRss: false },
     )
-    results.peerRestore.peakRss = peerRss(['pr1', 'pr2', 'pr3'])
+    Object.assign(results.peerRestore, peerStats(['pr1', 'pr2', 'pr3']))
     progress('checking the peer restore')
     compareRestore(
       'peer',
@@ -326,8 +335,13 @@ async function run() {
   for (const key of ['backup', 'backup2', 'restore', 'peerBackup', 'peerRestore']) {
     const seconds = runs.map((r) => r[key].seconds).sort((a, b) => a - b)
     const rss = runs.map((r) => r[key].peakRss).filter((v) => v !== undefined)
+    const cpu = runs
+      .map((r) => r[key].cpuSeconds)
+      .filter((v) => v !== undefined)
+      .sort((a, b) => a - b)
     results[key] = {
       seconds: seconds[Math.floor(seconds.length / 2)],
+      cpuSeconds: cpu.length > 0 ? cpu[Math.floor(cpu.length / 2)] : undefined,
       allSeconds: runs.map((r) => r[key].seconds),
       peakRss: rss.length > 0 ? Math.max(...rss) : undefined,
     }
@@ -352,8 +366,8 @@ async function run() {
       generateSeconds: round(generateSeconds, 2),
     },
     peakRssMethod: gnuTime
-      ? 'GNU time %M (ru_maxrss)'
-      : '/proc/<pid>/status VmHWM, polled every 50 ms',
+      ? 'GNU time %M (ru_maxrss); CPU s = user + system (%U + %S)'
+      : '/proc/<pid>/status VmHWM, polled every 50 ms (CPU times need GNU time)',
     kluis: {
       backup: summary(results.backup, dataBytes),
       backupUnchanged: {
@@ -378,6 +392,10 @@ async function run() {
       backupThroughput: round(rate(results.backup) / rate(results.peerBackup), 3),
       restoreThroughput: round(rate(results.restore) / rate(results.peerRestore), 3),
       unchangedBackupThroughput: round(rate(results.backup2) / rate(results.peerBackup), 3),
+      // CPU seconds (user + system) of kluis per CPU second of the peer: steadier than wall time
+      // on a shared machine. Null without GNU time.
+      backupCpu: cpuRatio(results.backup, results.peerBackup),
+      restoreCpu: cpuRatio(results.restore, results.peerRestore),
     },
     peakRssLimitMB: rssLimitMB,
     verified: problems.length === 0,
@@ -388,14 +406,14 @@ async function run() {
   if (cpuProfDir) printProfiles(cpuProfDir)
 
   const failures = [...problems]
-  const backupRssMB = results.backup.peakRss / MB
+  const backupRssMB = round(results.backup.peakRss / MB, 1)
   if (!(backupRssMB <= rssLimitMB)) {
     failures.push(
       `peak RSS of the backup was ${backupRssMB.toFixed(0)} MB, over the limit of ${rssLimitMB} MB ` +
         `(for ${formatBytes(dataBytes)} of data): memory must stay flat whatever the size of the data`,
     )
   }
-  const restoreRssMB = results.restore.peakRss / MB
+  const restoreRssMB = round(results.restore.peakRss / MB, 1)
   if (restoreRssMB > rssLimitMB) {
     out(
       `warning: peak RSS of the restore was ${restoreRssMB.toFixed(0)} MB (over ${rssLimitMB} MB)`,
@@ -405,6 +423,12 @@ async function run() {
   if (args.values.json) console.log(JSON.stringify(report, null, 2))
   if (failures.length > 0) throw new BenchFailure(`\n  ${failures.join('\n  ')}`)
   out('\nall checks passed: restored data identical, peak RSS within the limit')
+}
+
+function cpuRatio(ours, peer) {
+  return ours.cpuSeconds === undefined || !peer.cpuSeconds
+    ? null
+    : round(ours.cpuSeconds / peer.cpuSeconds, 3)
 }
 
 function runLine(r, dataBytes) {
@@ -423,6 +447,7 @@ function summary(result, dataBytes) {
     ...(result.allSeconds?.length > 1 ? { runs: result.allSeconds.map((s) => round(s, 3)) } : {}),
     mbPerSecond: round(dataBytes / result.seconds / MB, 1),
     peakRssMB: result.peakRss === undefined ? null : round(result.peakRss / MB, 1),
+    cpuSeconds: result.cpuSeconds === undefined ? null : round(result.cpuSeconds, 2),
   }
 }
 
@@ -480,7 +505,7 @@ function measure(command, commandArgs, { env = process.env, pollRss = true } = {
   const timeFile = join(paths.measure, `rss-${++measureCount}`)
   const wrapped = pollRss && gnuTime
   const [file, argv] = wrapped
-    ? [gnuTime, ['-f', '%M', '-o', timeFile, command, ...commandArgs]]
+    ? [gnuTime, ['-f', TIME_FORMAT, '-o', timeFile, command, ...commandArgs]]
     : [command, commandArgs]
   return new Promise((resolvePromise, reject) => {
     const started = performance.now()
@@ -518,11 +543,10 @@ function measure(command, commandArgs, { env = process.env, pollRss = true } = {
           )
           return
         }
-        let peakRss
-        if (wrapped)
-          peakRss = Number(readFileSync(timeFile, 'utf8').trim().split('\n').pop()) * 1024
-        else if (pollRss) peakRss = polled
-        resolvePromise({ seconds, peakRss, stdout: text, stderr: errors })
+        const stats = wrapped
+          ? readTimeFile(timeFile)
+          : { peakRss: pollRss ? polled : undefined, cpuSeconds: undefined }
+        resolvePromise({ seconds, ...stats, stdout: text, stderr: errors })
       })
     })
     // The child is a zombie until 'exit' is handled: a poll right before exit still reads it.
@@ -536,6 +560,14 @@ function measure(command, commandArgs, { env = process.env, pollRss = true } = {
  */
 function settle() {
   spawnSync('sync', { stdio: 'ignore' })
+}
+
+/** GNU time output: peak RSS in KiB, user and system CPU seconds. */
+const TIME_FORMAT = '%M %U %S'
+
+function readTimeFile(file) {
+  const [kib, user, system] = readFileSync(file, 'utf8').trim().split('\n').pop().split(' ')
+  return { peakRss: Number(kib) * 1024, cpuSeconds: Number(user) + Number(system) }
 }
 
 function sh(text) {
@@ -756,7 +788,10 @@ function generateData(total) {
   mkdirSync(join(paths.files, 'archive'), { recursive: true })
   const largeCount = Math.max(2, Math.ceil(largeTarget / (64 * MiB)))
   for (let n = 0; n < largeCount; n++) {
-    const size = Math.floor(largeTarget / largeCount)
+    const size =
+      n < largeCount - 1
+        ? Math.floor(largeTarget / largeCount)
+        : largeTarget - (largeCount - 1) * Math.floor(largeTarget / largeCount)
     const path = join(paths.files, 'archive', `large${n}.bin`)
     const fd = openSync(path, 'w')
     try {
@@ -772,6 +807,13 @@ function generateData(total) {
     fileCount++
     filesBytes += size
   }
+  // Fixed times everywhere: the same seed gives the same tar stream.
+  utimesSync(paths.database, mtime, mtime)
+  const directories = readdirSync(paths.data, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => join(entry.parentPath, entry.name))
+  for (const directory of [...directories.reverse(), paths.data])
+    utimesSync(directory, mtime, mtime)
   return { databaseBytes, rows, filesBytes, fileCount }
 }
 
@@ -876,43 +918,22 @@ function readFileSyncSafe(file) {
 function printTable(report) {
   const { kluis: k, peer: p, ratios: r } = report
   const rss = (mb) => (mb === null ? '-' : mb.toFixed(0))
+  const cpu = (seconds) => (seconds === null ? '-' : seconds.toFixed(1))
+  const row = (label, m, ratio) => [
+    label,
+    m.seconds.toFixed(2),
+    m.mbPerSecond.toFixed(0),
+    rss(m.peakRssMB),
+    cpu(m.cpuSeconds),
+    `${ratio.toFixed(2)}×`,
+  ]
   const rows = [
-    ['Operation', 'Seconds', 'MB/s', 'Peak RSS MB', 'Throughput vs peer'],
-    [
-      'kluis backup',
-      k.backup.seconds.toFixed(2),
-      k.backup.mbPerSecond.toFixed(0),
-      rss(k.backup.peakRssMB),
-      `${r.backupThroughput.toFixed(2)}×`,
-    ],
-    [
-      'peer backup (tar | zstd | gpg -e)',
-      p.backup.seconds.toFixed(2),
-      p.backup.mbPerSecond.toFixed(0),
-      rss(p.backup.peakRssMB),
-      '1.00×',
-    ],
-    [
-      'kluis backup, unchanged data',
-      k.backupUnchanged.seconds.toFixed(2),
-      k.backupUnchanged.mbPerSecond.toFixed(0),
-      rss(k.backupUnchanged.peakRssMB),
-      `${r.unchangedBackupThroughput.toFixed(2)}×`,
-    ],
-    [
-      'kluis restore',
-      k.restore.seconds.toFixed(2),
-      k.restore.mbPerSecond.toFixed(0),
-      rss(k.restore.peakRssMB),
-      `${r.restoreThroughput.toFixed(2)}×`,
-    ],
-    [
-      'peer restore (gpg -d | zstd -d | tar -x)',
-      p.restore.seconds.toFixed(2),
-      p.restore.mbPerSecond.toFixed(0),
-      rss(p.restore.peakRssMB),
-      '1.00×',
-    ],
+    ['Operation', 'Seconds', 'MB/s', 'Peak RSS MB', 'CPU s', 'Throughput vs peer'],
+    row('kluis backup', k.backup, r.backupThroughput),
+    row('peer backup (tar | zstd | gpg -e)', p.backup, 1),
+    row('kluis backup, unchanged data', k.backupUnchanged, r.unchangedBackupThroughput),
+    row('kluis restore', k.restore, r.restoreThroughput),
+    row('peer restore (gpg -d | zstd -d | tar -x)', p.restore, 1),
   ]
   const widths = rows[0].map((_, i) => Math.max(...rows.map((row) => row[i].length)))
   const line = (row) =>
@@ -926,7 +947,9 @@ function printTable(report) {
   out(
     `machine: ${report.machine.nproc} CPUs, ${report.machine.cpu}; Node ${report.node}; ${report.machine.gpg}`,
   )
-  out(`peak RSS: ${report.peakRssMethod}; peer RSS is the sum of its three processes`)
+  out(
+    `measured with ${report.peakRssMethod}; the peer's RSS and CPU are summed over its 3 processes`,
+  )
   if (report.runs > 1) out(`times: median of ${report.runs} runs; peak RSS: highest of the runs`)
   if (report.profiled) out('NOTE: kluis ran with --cpu-prof: its times include profiling overhead')
   out('')
@@ -936,6 +959,10 @@ function printTable(report) {
   out('')
   out(`backup throughput ratio (kluis / peer):  ${r.backupThroughput.toFixed(2)}×`)
   out(`restore throughput ratio (kluis / peer): ${r.restoreThroughput.toFixed(2)}×`)
+  if (r.backupCpu !== null)
+    out(
+      `CPU time ratio (kluis / peer): backup ${r.backupCpu.toFixed(2)}×, restore ${r.restoreCpu.toFixed(2)}×`,
+    )
   out(
     `unchanged second backup added ${formatBytes(k.backupUnchanged.bytesAdded)} ` +
       `= ${k.backupUnchanged.bytesAddedPercent.toFixed(3)} % of the data`,
@@ -944,7 +971,7 @@ function printTable(report) {
     `stored: kluis repository ${formatBytes(k.repositoryBytes)} (${(100 * k.storedRatio).toFixed(1)} % of the data), ` +
       `peer ${formatBytes(p.outputBytes)} (${(100 * p.storedRatio).toFixed(1)} %)`,
   )
-  if (report.problems.length > 0) out(`VERIFICATION FAILED:\n  ${report.problems.join('\n  ')}`)
+  if (report.problems.length > 0) out('RESTORE VERIFICATION FAILED (details below)')
   else
     out(
       'restores verified: files tree SHA-256 and SQLite row counts and content match (kluis and peer)',

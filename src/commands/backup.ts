@@ -55,7 +55,7 @@ export interface BackupResult {
 }
 
 /** Chunks compressed, encrypted and uploaded at once: enough to keep both cores busy. */
-const UPLOAD_CONCURRENCY = 6
+const UPLOAD_CONCURRENCY = 4
 
 interface GroupWriter {
   readers: PublicKey[]

@@ -1,15 +1,10 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import * as openpgp from 'openpgp'
 import { IntegrityError } from '../core/errors.js'
 import { noMatchingKey } from './key-errors.js'
 import type { PrivateKey, PublicKey } from './keys.js'
-import { PacketFormatError, PacketTag, packetHeader, parsePackets } from './packets.js'
+import { PacketFormatError, PacketTag, parsePackets } from './packets.js'
+import { decryptSeipdV1, type SealingKey, sealMessage } from './seipd.js'
 
 /**
  * One standalone OpenPGP message per chunk: the session-key packets (PKESK v3) followed by one
@@ -18,20 +13,12 @@ import { PacketFormatError, PacketTag, packetHeader, parsePackets } from './pack
  * Wrapping a session key for a reader costs milliseconds (X25519 in JS), so a ChunkSealer wraps
  * one random AES-256 session key per snapshot and key group, and reuses those key packets for
  * every chunk it seals. Each message still has its own random CFB prefix (RFC 9580 §5.13.1),
- * which is what makes reusing the key safe. The symmetric part uses Node's native AES and SHA-1.
+ * which is what makes reusing the key safe. The symmetric part (seipd.ts) uses Node's native
+ * AES and SHA-1.
  */
 
-const _AES256 = 9 // symmetric algorithm id (RFC 9580 §9.3)
-const BLOCK = 16
-const MDC_HEADER = Buffer.from([0xd3, 0x14]) // new-format tag 19, length 20
-const LITERAL_PREFIX = Buffer.from([0x62, 0, 0, 0, 0, 0]) // binary, no file name, date 0
-const ZERO_IV = Buffer.alloc(BLOCK)
-
 export class ChunkSealer {
-  private constructor(
-    private readonly sessionKey: Buffer,
-    private readonly keyPackets: Buffer,
-  ) {}
+  private constructor(private readonly key: SealingKey) {}
 
   static async create(readers: PublicKey[]): Promise<ChunkSealer> {
     const sessionKey = randomBytes(32)
@@ -42,41 +29,12 @@ export class ChunkSealer {
       format: 'binary',
       config: { aeadProtect: false },
     })
-    return new ChunkSealer(sessionKey, Buffer.from(keyPackets))
+    return new ChunkSealer({ sessionKey, keyPackets: Buffer.from(keyPackets) })
   }
 
   /** Returns a complete OpenPGP message whose literal data is `plaintext`. */
   seal(plaintext: Buffer): Buffer {
-    const literalHeader = packetHeader(
-      PacketTag.LiteralData,
-      LITERAL_PREFIX.length + plaintext.length,
-    )
-    const random = randomBytes(BLOCK)
-    const prefix = Buffer.concat([random, random.subarray(BLOCK - 2)])
-    const mdc = createHash('sha1')
-      .update(prefix)
-      .update(literalHeader)
-      .update(LITERAL_PREFIX)
-      .update(plaintext)
-      .update(MDC_HEADER)
-      .digest()
-    const cipher = createCipheriv('aes-256-cfb', this.sessionKey, ZERO_IV)
-    const parts = [
-      cipher.update(prefix),
-      cipher.update(literalHeader),
-      cipher.update(LITERAL_PREFIX),
-      cipher.update(plaintext),
-      cipher.update(MDC_HEADER),
-      cipher.update(mdc),
-      cipher.final(),
-    ]
-    const bodyLength = 1 + parts.reduce((sum, part) => sum + part.length, 0)
-    return Buffer.concat([
-      this.keyPackets,
-      packetHeader(PacketTag.SymEncryptedIntegrityProtectedData, bodyLength),
-      Buffer.from([1]),
-      ...parts,
-    ])
+    return sealMessage(this.key, plaintext)
   }
 }
 
@@ -165,36 +123,6 @@ export class ChunkOpener {
       throw new IntegrityError(object, `failed to decrypt (${errorText(error)})`)
     }
   }
-}
-
-function decryptSeipdV1(body: Buffer, sessionKey: Buffer, object: string): Buffer {
-  if (body[0] !== 1)
-    throw new IntegrityError(object, `has an unsupported encrypted data version ${body[0]}`)
-  const decipher = createDecipheriv('aes-256-cfb', sessionKey, ZERO_IV)
-  const plain = Buffer.concat([decipher.update(body.subarray(1)), decipher.final()])
-  const prefixLength = BLOCK + 2
-  if (plain.length < prefixLength + 22) throw new IntegrityError(object, 'is truncated')
-  const mdcStart = plain.length - 22
-  const expected = createHash('sha1')
-    .update(plain.subarray(0, mdcStart + 2))
-    .digest()
-  const mdcOk =
-    plain[mdcStart] === 0xd3 &&
-    plain[mdcStart + 1] === 0x14 &&
-    timingSafeEqual(expected, plain.subarray(mdcStart + 2))
-  if (!mdcOk) {
-    throw new IntegrityError(
-      object,
-      'was modified: its OpenPGP integrity check (MDC) does not match',
-    )
-  }
-  const inner = parsePackets(plain.subarray(prefixLength, mdcStart))
-  const literal = inner[0]
-  if (inner.length !== 1 || !literal || literal.tag !== PacketTag.LiteralData) {
-    throw new IntegrityError(object, 'does not hold a single literal data packet')
-  }
-  const nameLength = literal.body[1] as number
-  return literal.body.subarray(2 + nameLength + 4)
 }
 
 function errorText(error: unknown): string {

@@ -1,11 +1,12 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
-import { constants, zstdCompress, zstdDecompress } from 'node:zlib'
+import { zstdCompress, zstdDecompress } from 'node:zlib'
 import { IntegrityError } from '../core/errors.js'
 import type { ChunkOpener, ChunkSealer } from '../crypto/chunk-cipher.js'
 import { objectNames } from './format.js'
+import { compressOptions, decompressOptions } from './zstd-options.js'
 
-// The callback forms run in libuv's thread pool, so several chunks compress in parallel.
+// The callback forms run in libuv's thread pool, so several chunks (de)compress in parallel.
 const compress = promisify(zstdCompress)
 const decompress = promisify(zstdDecompress)
 
@@ -20,10 +21,7 @@ export async function encodeChunk(
   sealer: ChunkSealer,
   level: number,
 ): Promise<Buffer> {
-  const frame = await compress(plaintext, {
-    params: { [constants.ZSTD_c_compressionLevel]: level, [constants.ZSTD_c_checksumFlag]: 1 },
-  })
-  return sealer.seal(frame)
+  return sealer.seal(await compress(plaintext, compressOptions(level, plaintext.length)))
 }
 
 /**
@@ -41,7 +39,7 @@ export async function decodeChunk(
   const frame = await opener.open(message, object)
   let plaintext: Buffer
   try {
-    plaintext = await decompress(frame, { maxOutputLength: Math.max(size, 1) })
+    plaintext = await decompress(frame, decompressOptions(size))
   } catch (error) {
     throw new IntegrityError(object, `does not decompress (${(error as Error).message})`)
   }
