@@ -26999,6 +26999,40 @@ function info(message) {
   process.stdout.write(message + os4.EOL);
 }
 
+// src/core/interrupt.ts
+import { mkdtempSync, rmSync } from "node:fs";
+import { rm as rm2 } from "node:fs/promises";
+var temporaryPaths = /* @__PURE__ */ new Set();
+function temporaryDirectory(prefix) {
+  const path = mkdtempSync(prefix);
+  temporaryPaths.add(path);
+  return {
+    path,
+    async remove() {
+      await rm2(path, { recursive: true, force: true });
+      temporaryPaths.delete(path);
+    }
+  };
+}
+function cleanUpAfterInterrupt() {
+  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true });
+  temporaryPaths.clear();
+}
+function exitCleanlyOnSignals(say) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143]
+  ]) {
+    process.once(signal, () => {
+      cleanUpAfterInterrupt();
+      say(
+        `kluis: interrupted by ${signal}; temporary files were removed (an unfinished backup leaves no snapshot)`
+      );
+      process.exit(code);
+    });
+  }
+}
+
 // src/core/errors.ts
 var KluisError = class extends Error {
   /** What the user can do about it, shown after the message. */
@@ -27034,6 +27068,24 @@ var RefusedError = class extends KluisError {
 };
 function errorMessage(error63) {
   return error63 instanceof Error ? error63.message : String(error63);
+}
+var systemErrors = {
+  EACCES: ["permission denied", "check that this user may read (or write) it"],
+  EPERM: ["operation not permitted", "check that this user may read (or write) it"],
+  ENOSPC: ["no space left on the device", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EDQUOT: ["disk quota exceeded", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EROFS: ["the file system is read-only", "choose a writable location"],
+  ENOENT: ["no such file or directory", "check the path"],
+  ENOTDIR: ["a part of the path is not a directory", "check the path"],
+  EMFILE: ["too many open files", "raise the limit (ulimit -n)"],
+  EIO: ["input/output error", "check the disk"]
+};
+function describeSystemError(error63) {
+  const { code, path, syscall } = error63 ?? {};
+  const known = code ? systemErrors[code] : void 0;
+  if (!known) return void 0;
+  const what = path ? `cannot ${syscall ?? "access"} ${path}` : `${syscall ?? "a system call"} failed`;
+  return { message: `${what}: ${known[0]} (${code})`, hint: known[1] };
 }
 
 // src/commands/backup.ts
@@ -74972,7 +75024,7 @@ function summarize(root, entries) {
 
 // src/sources/sqlite.ts
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, rm as rm2, stat as stat4 } from "node:fs/promises";
+import { stat as stat4 } from "node:fs/promises";
 import { basename, join as join4 } from "node:path";
 import { pipeline } from "node:stream/promises";
 async function sqliteModule() {
@@ -74989,8 +75041,9 @@ var sqliteDriver = {
       );
     }
     const { DatabaseSync, backup: backup2 } = await sqliteModule();
-    const directory = await mkdtemp(join4(context.temporaryDirectory, "kluis-sqlite-"));
-    const copy = join4(directory, basename(path));
+    const temporary = temporaryDirectory(join4(context.temporaryDirectory, "kluis-sqlite-"));
+    const copy = join4(temporary.path, basename(path));
+    context.reporter.debug(`copying ${config3.path} to ${copy} with SQLite's online backup API`);
     let facts;
     try {
       const database = new DatabaseSync(path, { readOnly: true, timeout: 3e4 });
@@ -75001,7 +75054,7 @@ var sqliteDriver = {
       }
       facts = readFacts(new DatabaseSync(copy, { readOnly: true }), basename(path));
     } catch (error63) {
-      await rm2(directory, { recursive: true, force: true });
+      await temporary.remove();
       if (error63 instanceof SourceError) throw error63;
       throw new SourceError(
         `source '${config3.name}': cannot copy SQLite database ${config3.path}: ${error63.message}`,
@@ -75011,7 +75064,7 @@ var sqliteDriver = {
     return {
       streams: [{ name: "database", data: createReadStream(copy, { highWaterMark: 1024 * 1024 }) }],
       facts: () => ({ ...facts }),
-      close: () => rm2(directory, { recursive: true, force: true })
+      close: temporary.remove
     };
   },
   async restore(streams, directory, facts) {
@@ -75494,7 +75547,7 @@ async function readChunk(repository, opener, id, size, dedupKey) {
 }
 
 // src/commands/restore.ts
-import { mkdir as mkdir4, mkdtemp as mkdtemp2, readdir as readdir4, rename as rename2, rm as rm4, stat as stat6 } from "node:fs/promises";
+import { mkdir as mkdir4, readdir as readdir4, rename as rename2, stat as stat6 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
 import { dirname as dirname3, join as join6, resolve as resolve4 } from "node:path";
 
@@ -75602,7 +75655,8 @@ async function restore(config3, options, reporter, env) {
     resolvePath: (path) => resolve4(config3.baseDirectory, path)
   };
   await mkdir4(dirname3(target), { recursive: true });
-  const staging = await mkdtemp2(join6(dirname3(target), ".kluis-restore-"));
+  const staged = temporaryDirectory(join6(dirname3(target), ".kluis-restore-"));
+  const staging = staged.path;
   try {
     const restored = [];
     for (const source of chosen) {
@@ -75653,7 +75707,7 @@ async function restore(config3, options, reporter, env) {
       durationSeconds: (performance.now() - started) / 1e3
     };
   } finally {
-    await rm4(staging, { recursive: true, force: true });
+    await staged.remove();
   }
 }
 async function refuseNonEmpty(target, force) {
@@ -76056,9 +76110,16 @@ function fail(error63) {
 hint: ${error63.hint}` : error63.message);
     return;
   }
+  const system = describeSystemError(error63);
+  if (system) {
+    setFailed(`${system.message}
+hint: ${system.hint}`);
+    return;
+  }
   setFailed(error63 instanceof Error ? error63.message : String(error63));
   if (error63 instanceof Error && error63.stack) debug(error63.stack);
 }
 
 // src/action/index.ts
+exitCleanlyOnSignals((message) => error(message));
 await run();

@@ -7369,6 +7369,40 @@ var require_dist = __commonJS({
   }
 });
 
+// src/core/interrupt.ts
+import { mkdtempSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
+var temporaryPaths = /* @__PURE__ */ new Set();
+function temporaryDirectory(prefix) {
+  const path = mkdtempSync(prefix);
+  temporaryPaths.add(path);
+  return {
+    path,
+    async remove() {
+      await rm(path, { recursive: true, force: true });
+      temporaryPaths.delete(path);
+    }
+  };
+}
+function cleanUpAfterInterrupt() {
+  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true });
+  temporaryPaths.clear();
+}
+function exitCleanlyOnSignals(say) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143]
+  ]) {
+    process.once(signal, () => {
+      cleanUpAfterInterrupt();
+      say(
+        `kluis: interrupted by ${signal}; temporary files were removed (an unfinished backup leaves no snapshot)`
+      );
+      process.exit(code);
+    });
+  }
+}
+
 // src/cli/main.ts
 import { parseArgs } from "node:util";
 
@@ -27226,6 +27260,24 @@ var RefusedError = class extends KluisError {
 };
 function errorMessage(error62) {
   return error62 instanceof Error ? error62.message : String(error62);
+}
+var systemErrors = {
+  EACCES: ["permission denied", "check that this user may read (or write) it"],
+  EPERM: ["operation not permitted", "check that this user may read (or write) it"],
+  ENOSPC: ["no space left on the device", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EDQUOT: ["disk quota exceeded", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EROFS: ["the file system is read-only", "choose a writable location"],
+  ENOENT: ["no such file or directory", "check the path"],
+  ENOTDIR: ["a part of the path is not a directory", "check the path"],
+  EMFILE: ["too many open files", "raise the limit (ulimit -n)"],
+  EIO: ["input/output error", "check the disk"]
+};
+function describeSystemError(error62) {
+  const { code, path, syscall } = error62 ?? {};
+  const known = code ? systemErrors[code] : void 0;
+  if (!known) return void 0;
+  const what = path ? `cannot ${syscall ?? "access"} ${path}` : `${syscall ?? "a system call"} failed`;
+  return { message: `${what}: ${known[0]} (${code})`, hint: known[1] };
 }
 
 // src/config/config.ts
@@ -55560,7 +55612,7 @@ function summarize(root, entries) {
 
 // src/sources/sqlite.ts
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, rm, stat as stat3 } from "node:fs/promises";
+import { stat as stat3 } from "node:fs/promises";
 import { basename, join as join4 } from "node:path";
 import { pipeline } from "node:stream/promises";
 async function sqliteModule() {
@@ -55577,8 +55629,9 @@ var sqliteDriver = {
       );
     }
     const { DatabaseSync, backup: backup2 } = await sqliteModule();
-    const directory = await mkdtemp(join4(context.temporaryDirectory, "kluis-sqlite-"));
-    const copy = join4(directory, basename(path));
+    const temporary = temporaryDirectory(join4(context.temporaryDirectory, "kluis-sqlite-"));
+    const copy = join4(temporary.path, basename(path));
+    context.reporter.debug(`copying ${config3.path} to ${copy} with SQLite's online backup API`);
     let facts;
     try {
       const database = new DatabaseSync(path, { readOnly: true, timeout: 3e4 });
@@ -55589,7 +55642,7 @@ var sqliteDriver = {
       }
       facts = readFacts(new DatabaseSync(copy, { readOnly: true }), basename(path));
     } catch (error62) {
-      await rm(directory, { recursive: true, force: true });
+      await temporary.remove();
       if (error62 instanceof SourceError) throw error62;
       throw new SourceError(
         `source '${config3.name}': cannot copy SQLite database ${config3.path}: ${error62.message}`,
@@ -55599,7 +55652,7 @@ var sqliteDriver = {
     return {
       streams: [{ name: "database", data: createReadStream(copy, { highWaterMark: 1024 * 1024 }) }],
       facts: () => ({ ...facts }),
-      close: () => rm(directory, { recursive: true, force: true })
+      close: temporary.remove
     };
   },
   async restore(streams, directory, facts) {
@@ -56167,7 +56220,7 @@ async function generateKeys(options2) {
 }
 
 // src/commands/restore.ts
-import { mkdir as mkdir4, mkdtemp as mkdtemp2, readdir as readdir3, rename, rm as rm3, stat as stat5 } from "node:fs/promises";
+import { mkdir as mkdir4, readdir as readdir3, rename, stat as stat5 } from "node:fs/promises";
 import { tmpdir as tmpdir2 } from "node:os";
 import { dirname as dirname3, join as join7, resolve as resolve4 } from "node:path";
 
@@ -56275,7 +56328,8 @@ async function restore(config3, options2, reporter, env) {
     resolvePath: (path) => resolve4(config3.baseDirectory, path)
   };
   await mkdir4(dirname3(target), { recursive: true });
-  const staging = await mkdtemp2(join7(dirname3(target), ".kluis-restore-"));
+  const staged = temporaryDirectory(join7(dirname3(target), ".kluis-restore-"));
+  const staging = staged.path;
   try {
     const restored = [];
     for (const source of chosen) {
@@ -56326,7 +56380,7 @@ async function restore(config3, options2, reporter, env) {
       durationSeconds: (performance.now() - started) / 1e3
     };
   } finally {
-    await rm3(staging, { recursive: true, force: true });
+    await staged.remove();
   }
 }
 async function refuseNonEmpty(target, force) {
@@ -56654,6 +56708,13 @@ function reportError(error62, io, env) {
 `);
     return error62.exitCode;
   }
+  const system = describeSystemError(error62);
+  if (system) {
+    io.stderr(`kluis: ${system.message}
+  hint: ${system.hint}
+`);
+    return 1;
+  }
   const message = error62 instanceof Error ? error62.message : String(error62);
   io.stderr(`kluis: unexpected error: ${message}
 `);
@@ -56667,6 +56728,8 @@ function reportError(error62, io, env) {
 }
 
 // src/cli/index.ts
+exitCleanlyOnSignals((message) => process.stderr.write(`${message}
+`));
 var exitCode = await main(
   process.argv.slice(2),
   process.env,

@@ -188,4 +188,14 @@ describe('errors a user can cause', () => {
     const body = writerKey.split('\n').filter((line) => line.length > 40)
     for (const line of body) expect(run.stdout + run.stderr).not.toContain(line)
   })
+
+  it('an operating-system error names the path and the cause, not a bug', async () => {
+    const run = await project.run(
+      ['restore', '--target', 'data/app.db/sub/out', '--key', 'keys/reader.key'],
+      {
+        KLUIS_READER_PASSPHRASE: 'correct horse battery staple',
+      },
+    )
+    expectOneClearError(run, 1, 'data/app.db/sub', 'not a directory (ENOTDIR)')
+  })
 })

@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { KluisError } from '../core/errors.js'
+import { describeSystemError, KluisError } from '../core/errors.js'
 import { runCommand } from './commands.js'
 import { readInputs } from './inputs.js'
 import { outputsFor } from './outputs.js'
@@ -40,6 +40,11 @@ export async function run(): Promise<void> {
 function fail(error: unknown): void {
   if (error instanceof KluisError) {
     core.setFailed(error.hint ? `${error.message}\nhint: ${error.hint}` : error.message)
+    return
+  }
+  const system = describeSystemError(error)
+  if (system) {
+    core.setFailed(`${system.message}\nhint: ${system.hint}`)
     return
   }
   // Not ours: the message only. The stack goes to the debug log (shown with step debugging).

@@ -1,7 +1,9 @@
+import { exitCleanlyOnSignals } from '../core/interrupt.js'
 import { main } from './main.js'
 
 declare const KLUIS_VERSION: string
 
+exitCleanlyOnSignals((message) => process.stderr.write(`${message}\n`))
 const exitCode = await main(
   process.argv.slice(2),
   process.env,

@@ -6,7 +6,7 @@ import { generateKeys } from '../commands/keys.js'
 import { restore } from '../commands/restore.js'
 import { listSnapshots } from '../commands/snapshots.js'
 import { loadConfig } from '../config/config.js'
-import { ConfigError, KluisError } from '../core/errors.js'
+import { ConfigError, describeSystemError, KluisError } from '../core/errors.js'
 import { formatBytes, formatDuration, formatTime, textTable } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { parseTimestamp } from '../core/time.js'
@@ -284,6 +284,11 @@ function reportError(error: unknown, io: CliIO, env: NodeJS.ProcessEnv): number 
     io.stderr(`kluis: ${error.message}\n`)
     if (error.hint) io.stderr(`  hint: ${error.hint}\n`)
     return error.exitCode
+  }
+  const system = describeSystemError(error)
+  if (system) {
+    io.stderr(`kluis: ${system.message}\n  hint: ${system.hint}\n`)
+    return 1
   }
   const message = error instanceof Error ? error.message : String(error)
   io.stderr(`kluis: unexpected error: ${message}\n`)

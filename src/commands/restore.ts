@@ -1,9 +1,10 @@
-import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises'
+import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { KluisConfig } from '../config/config.js'
 import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-material.js'
 import { ConfigError, IntegrityError, RefusedError, SourceError } from '../core/errors.js'
+import { temporaryDirectory } from '../core/interrupt.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkOpener } from '../crypto/chunk-cipher.js'
 import { objectNames, type SnapshotManifest } from '../repository/format.js'
@@ -71,7 +72,8 @@ export async function restore(
     resolvePath: (path) => resolve(config.baseDirectory, path),
   }
   await mkdir(dirname(target), { recursive: true })
-  const staging = await mkdtemp(join(dirname(target), '.kluis-restore-'))
+  const staged = temporaryDirectory(join(dirname(target), '.kluis-restore-'))
+  const staging = staged.path
   try {
     const restored: RestoreResult['sources'] = []
     for (const source of chosen) {
@@ -125,7 +127,7 @@ export async function restore(
       durationSeconds: (performance.now() - started) / 1000,
     }
   } finally {
-    await rm(staging, { recursive: true, force: true })
+    await staged.remove()
   }
 }
 

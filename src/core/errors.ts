@@ -55,3 +55,29 @@ export class RefusedError extends KluisError {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
+
+const systemErrors: Record<string, [string, string]> = {
+  EACCES: ['permission denied', 'check that this user may read (or write) it'],
+  EPERM: ['operation not permitted', 'check that this user may read (or write) it'],
+  ENOSPC: ['no space left on the device', 'free space, or set KLUIS_TMPDIR to a larger disk'],
+  EDQUOT: ['disk quota exceeded', 'free space, or set KLUIS_TMPDIR to a larger disk'],
+  EROFS: ['the file system is read-only', 'choose a writable location'],
+  ENOENT: ['no such file or directory', 'check the path'],
+  ENOTDIR: ['a part of the path is not a directory', 'check the path'],
+  EMFILE: ['too many open files', 'raise the limit (ulimit -n)'],
+  EIO: ['input/output error', 'check the disk'],
+}
+
+/**
+ * An operating-system error (permission, full disk, …) is the user's environment, not a bug:
+ * describe it in one line with the path, and the likely fix.
+ */
+export function describeSystemError(error: unknown): { message: string; hint: string } | undefined {
+  const { code, path, syscall } = (error ?? {}) as NodeJS.ErrnoException
+  const known = code ? systemErrors[code] : undefined
+  if (!known) return undefined
+  const what = path
+    ? `cannot ${syscall ?? 'access'} ${path}`
+    : `${syscall ?? 'a system call'} failed`
+  return { message: `${what}: ${known[0]} (${code})`, hint: known[1] }
+}

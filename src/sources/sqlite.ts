@@ -1,9 +1,10 @@
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
+import { temporaryDirectory } from '../core/interrupt.js'
 import type { RestoreSummary, SourceDriver, SourceReading, SourceStream } from './source.js'
 
 type SqliteConfig = Extract<SourceConfig, { type: 'sqlite' }>
@@ -37,8 +38,9 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
       )
     }
     const { DatabaseSync, backup } = await sqliteModule()
-    const directory = await mkdtemp(join(context.temporaryDirectory, 'kluis-sqlite-'))
-    const copy = join(directory, basename(path))
+    const temporary = temporaryDirectory(join(context.temporaryDirectory, 'kluis-sqlite-'))
+    const copy = join(temporary.path, basename(path))
+    context.reporter.debug(`copying ${config.path} to ${copy} with SQLite's online backup API`)
     let facts: SqliteFacts
     try {
       const database = new DatabaseSync(path, { readOnly: true, timeout: 30_000 })
@@ -49,7 +51,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
       }
       facts = readFacts(new DatabaseSync(copy, { readOnly: true }), basename(path))
     } catch (error) {
-      await rm(directory, { recursive: true, force: true })
+      await temporary.remove()
       if (error instanceof SourceError) throw error
       throw new SourceError(
         `source '${config.name}': cannot copy SQLite database ${config.path}: ${(error as Error).message}`,
@@ -59,7 +61,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
     return {
       streams: [{ name: 'database', data: createReadStream(copy, { highWaterMark: 1024 * 1024 }) }],
       facts: () => ({ ...facts }),
-      close: () => rm(directory, { recursive: true, force: true }),
+      close: temporary.remove,
     }
   },
 

@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
+
+/**
+ * Temporary files and staging folders to remove when the process is interrupted (Ctrl-C, a
+ * cancelled workflow). `finally` blocks do not run when a signal ends the process, so the entry
+ * points call `cleanUpAfterInterrupt()` from their signal handlers.
+ */
+const temporaryPaths = new Set<string>()
+
+export interface TemporaryDirectory {
+  path: string
+  remove(): Promise<void>
+}
+
+/**
+ * A new directory `prefix` + random suffix that is removed on interrupt, or by `remove()`.
+ * Created synchronously: a signal can never fall between its creation and its registration.
+ */
+export function temporaryDirectory(prefix: string): TemporaryDirectory {
+  const path = mkdtempSync(prefix)
+  temporaryPaths.add(path)
+  return {
+    path,
+    async remove() {
+      await rm(path, { recursive: true, force: true })
+      temporaryPaths.delete(path)
+    },
+  }
+}
+
+export function cleanUpAfterInterrupt(): void {
+  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true })
+  temporaryPaths.clear()
+}
+
+/**
+ * On SIGINT or SIGTERM: remove what was registered, say so, and exit with the code shells use
+ * for that signal (130, 143). Entry points call this once.
+ */
+export function exitCleanlyOnSignals(say: (message: string) => void): void {
+  for (const [signal, code] of [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+  ] as const) {
+    process.once(signal, () => {
+      cleanUpAfterInterrupt()
+      say(
+        `kluis: interrupted by ${signal}; temporary files were removed (an unfinished backup leaves no snapshot)`,
+      )
+      process.exit(code)
+    })
+  }
+}
