@@ -53838,7 +53838,7 @@ function noMatchingKey(message, object2, given) {
   const have = given.flatMap((key) => key.getKeys().map((k) => k.getKeyID().toHex().toUpperCase()));
   return new KeyError(
     `none of the given private keys can decrypt ${object2}: it is encrypted to key id(s) ${wanted.join(", ")}, the key given has ${have.join(", ")}`,
-    "use a reader key of this repository (--key FILE or KLUIS_READER_KEY)"
+    "use a reader key of this repository (--key FILE or KLUIS_READER_KEY); a reader added later can read only chunks written after it was added"
   );
 }
 
@@ -54130,6 +54130,11 @@ var manifestSchema = external_exports.object({
   version: external_exports.literal(FORMAT_VERSION),
   snapshot: snapshotId,
   group: external_exports.string(),
+  /**
+   * The group's dedup key (base64), so that every reader of the snapshot can check chunk ids,
+   * including readers added after keys/<group>.pgp was written.
+   */
+  dedupKey: external_exports.string().regex(/^[A-Za-z0-9+/]{43}=$/),
   sources: external_exports.array(
     external_exports.object({
       name: external_exports.string(),
@@ -55929,13 +55934,14 @@ async function backup(config3, options2, reporter, env) {
   const id = newSnapshotId();
   const index2 = await repository.writeSnapshot(
     { kluis: "snapshot-index", version: 1, id, time: time3, host, sources: indexSources },
-    [...groups].map(([group2, { readers, manifestSources }]) => ({
+    [...groups].map(([group2, { readers, dedupKey, manifestSources }]) => ({
       readers,
       manifest: {
         kluis: "snapshot-manifest",
         version: 1,
         snapshot: id,
         group: group2,
+        dedupKey: dedupKey.toString("base64"),
         sources: manifestSources
       }
     })),
@@ -56081,19 +56087,15 @@ async function check2(config3, options2, reporter, env) {
   }
   let chunksRead = 0;
   if (readerKey) {
+    const dedupKeys = /* @__PURE__ */ new Map();
     for (const index2 of indexes) {
       for (const group2 of Object.keys(index2.manifests)) {
-        await repository.readManifest(index2, group2, [readerKey], writer).catch(record2);
+        await repository.readManifest(index2, group2, [readerKey], writer).then((manifest) => {
+          if (!dedupKeys.has(group2)) dedupKeys.set(group2, Buffer.from(manifest.dedupKey, "base64"));
+        }, record2);
       }
     }
     const opener = new ChunkOpener([readerKey]);
-    const dedupKeys = /* @__PURE__ */ new Map();
-    for (const group2 of new Set([...referenced.values()].map((c) => c.group))) {
-      dedupKeys.set(
-        group2,
-        await repository.dedupKey(group2, [readerKey], writer).catch((e) => void record2(e))
-      );
-    }
     const toRead = [...referenced].filter(
       ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)
     );
@@ -56316,10 +56318,8 @@ async function restore(config3, options2, reporter, env) {
   const chosen = index2.sources.filter((s) => wanted.includes(s.name));
   const groups = /* @__PURE__ */ new Map();
   for (const group2 of new Set(chosen.map((s) => s.group))) {
-    groups.set(group2, {
-      manifest: await repository.readManifest(index2, group2, [readerKey], writer),
-      dedupKey: await repository.dedupKey(group2, [readerKey], writer)
-    });
+    const manifest = await repository.readManifest(index2, group2, [readerKey], writer);
+    groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
   }
   const opener = new ChunkOpener([readerKey]);
   const context = {

@@ -268,3 +268,86 @@ describe('key groups', () => {
     expect(uploadsByDefault.code).toBe(0)
   })
 })
+
+describe('adding a reader key', () => {
+  let project: Project
+  beforeAll(async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+  })
+  afterAll(() => project.cleanup())
+
+  it('the new reader reads what is written after it was added; older chunks name themselves', async () => {
+    const before = JSON.parse((await project.run(['backup', '--json'])).stdout).snapshotId
+    await generateKeys({ out: join(project.dir, 'new'), kind: 'ecc', force: false })
+    const configPath = join(project.dir, 'kluis.yml')
+    const config = await readFile(configPath, 'utf8')
+    await writeFile(
+      configPath,
+      config.replace('readers: [keys/reader.asc]', 'readers: [keys/reader.asc, new/reader.asc]'),
+    )
+
+    // Unchanged data reuses chunks encrypted to the old readers only (rekey is a later feature).
+    const unchanged = JSON.parse((await project.run(['backup', '--json'])).stdout).snapshotId
+    const reused = await project.run([
+      'restore',
+      '--snapshot',
+      unchanged,
+      '--target',
+      'x',
+      '--key',
+      'new/reader.key',
+    ])
+    expect(reused.code).toBe(1)
+    expect(reused.stderr).toMatch(
+      /none of the given private keys can decrypt chunks\/[0-9a-f]{2}\/[0-9a-f]{64}/,
+    )
+    expect(reused.stderr).toContain(
+      'a reader added later can read only chunks written after it was added',
+    )
+
+    // Changed data: new chunks, the new manifest (with the dedup key), all readable by the new reader.
+    sqlite(join(project.dir, 'data', 'app.db'), ["UPDATE users SET name = 'renamed ' || id"])
+    await writeFile(join(project.dir, 'data', 'uploads', 'docs', 'readme.txt'), 'hello again\n')
+    const after = JSON.parse((await project.run(['backup', '--json'])).stdout).snapshotId
+    const byNewReader = await project.run([
+      'restore',
+      '--snapshot',
+      after,
+      '--target',
+      'new-out',
+      '--key',
+      'new/reader.key',
+    ])
+    expect(byNewReader.code).toBe(0)
+    expect(
+      await readFile(join(project.dir, 'new-out', 'uploads', 'docs', 'readme.txt'), 'utf8'),
+    ).toBe('hello again\n')
+    expect(
+      (
+        await project.run([
+          'restore',
+          '--snapshot',
+          after,
+          '--target',
+          'old-out',
+          '--key',
+          'keys/reader.key',
+        ])
+      ).code,
+    ).toBe(0)
+    expect(
+      (
+        await project.run([
+          'restore',
+          '--snapshot',
+          before,
+          '--target',
+          'x',
+          '--key',
+          'new/reader.key',
+        ])
+      ).code,
+    ).toBe(1)
+  })
+})

@@ -117,13 +117,14 @@ export async function backup(
   const id = newSnapshotId()
   const index = await repository.writeSnapshot(
     { kluis: 'snapshot-index', version: 1, id, time, host, sources: indexSources },
-    [...groups].map(([group, { readers, manifestSources }]) => ({
+    [...groups].map(([group, { readers, dedupKey, manifestSources }]) => ({
       readers,
       manifest: {
         kluis: 'snapshot-manifest',
         version: 1,
         snapshot: id,
         group,
+        dedupKey: dedupKey.toString('base64'),
         sources: manifestSources,
       },
     })),

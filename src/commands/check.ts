@@ -85,19 +85,16 @@ export async function check(
 
   let chunksRead = 0
   if (readerKey) {
+    // Every manifest must decrypt and verify; they also carry each group's dedup key.
+    const dedupKeys = new Map<string, Buffer>()
     for (const index of indexes) {
       for (const group of Object.keys(index.manifests)) {
-        await repository.readManifest(index, group, [readerKey], writer).catch(record)
+        await repository.readManifest(index, group, [readerKey], writer).then((manifest) => {
+          if (!dedupKeys.has(group)) dedupKeys.set(group, Buffer.from(manifest.dedupKey, 'base64'))
+        }, record)
       }
     }
     const opener = new ChunkOpener([readerKey])
-    const dedupKeys = new Map<string, Buffer | undefined>()
-    for (const group of new Set([...referenced.values()].map((c) => c.group))) {
-      dedupKeys.set(
-        group,
-        await repository.dedupKey(group, [readerKey], writer).catch((e) => void record(e)),
-      )
-    }
     const toRead = [...referenced].filter(
       ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group),
     )

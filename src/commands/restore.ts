@@ -57,13 +57,11 @@ export async function restore(
   await refuseNonEmpty(target, options.force ?? false)
 
   const chosen = index.sources.filter((s) => wanted.includes(s.name))
-  // Per key group: its manifest and dedup key, both verified before any data is read.
+  // Per key group: its manifest (which carries the dedup key), verified before any data is read.
   const groups = new Map<string, { manifest: SnapshotManifest; dedupKey: Buffer }>()
   for (const group of new Set(chosen.map((s) => s.group))) {
-    groups.set(group, {
-      manifest: await repository.readManifest(index, group, [readerKey], writer),
-      dedupKey: await repository.dedupKey(group, [readerKey], writer),
-    })
+    const manifest = await repository.readManifest(index, group, [readerKey], writer)
+    groups.set(group, { manifest, dedupKey: Buffer.from(manifest.dedupKey, 'base64') })
   }
   const opener = new ChunkOpener([readerKey])
   const context: SourceContext = {

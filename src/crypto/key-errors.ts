@@ -11,6 +11,6 @@ export function noMatchingKey(
   const have = given.flatMap((key) => key.getKeys().map((k) => k.getKeyID().toHex().toUpperCase()))
   return new KeyError(
     `none of the given private keys can decrypt ${object}: it is encrypted to key id(s) ${wanted.join(', ')}, the key given has ${have.join(', ')}`,
-    'use a reader key of this repository (--key FILE or KLUIS_READER_KEY)',
+    'use a reader key of this repository (--key FILE or KLUIS_READER_KEY); a reader added later can read only chunks written after it was added',
   )
 }

@@ -71,6 +71,11 @@ export const manifestSchema = z.object({
   version: z.literal(FORMAT_VERSION),
   snapshot: snapshotId,
   group: z.string(),
+  /**
+   * The group's dedup key (base64), so that every reader of the snapshot can check chunk ids,
+   * including readers added after keys/<group>.pgp was written.
+   */
+  dedupKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
   sources: z.array(
     z.object({
       name: z.string(),
