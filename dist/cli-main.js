@@ -54509,6 +54509,19 @@ function parseJson(raw, object2) {
 // src/sources/files.ts
 import { stat as stat2 } from "node:fs/promises";
 
+// src/sources/source.ts
+function parseFacts(schema, facts, type) {
+  const parsed = schema.safeParse(facts);
+  if (!parsed.success) {
+    throw new IntegrityError(
+      `${type} facts in the manifest`,
+      `do not have the expected shape (${parsed.error.issues[0]?.path.join(".") || "top level"})`,
+      "restore with the kluis release that wrote the snapshot"
+    );
+  }
+  return parsed.data;
+}
+
 // src/sources/tar/reader.ts
 import { createHash as createHash5 } from "node:crypto";
 import { constants as constants2 } from "node:fs";
@@ -55558,6 +55571,24 @@ function codeOf2(error62) {
 }
 
 // src/sources/files.ts
+var filesFactsSchema = external_exports.object({
+  engine: external_exports.literal("files"),
+  root: external_exports.string(),
+  files: external_exports.number(),
+  bytes: external_exports.number(),
+  entries: external_exports.array(
+    external_exports.object({
+      path: external_exports.string(),
+      type: external_exports.enum(["file", "directory", "symlink"]),
+      mode: external_exports.number(),
+      mtime: external_exports.number(),
+      size: external_exports.number(),
+      sha256: external_exports.string().optional(),
+      target: external_exports.string().optional(),
+      offset: external_exports.number()
+    })
+  )
+});
 var filesDriver = {
   async read(config3, context) {
     const root = context.resolvePath(config3.path);
@@ -55588,7 +55619,7 @@ var filesDriver = {
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message)
     });
-    const expected = facts.entries;
+    const expected = parseFacts(filesFactsSchema, facts, "files").entries;
     const byPath = new Map(restored.map((entry) => [entry.path, entry]));
     for (const entry of expected) {
       if (entry.type !== "file") continue;
@@ -55620,6 +55651,13 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { stat as stat3 } from "node:fs/promises";
 import { basename, join as join4 } from "node:path";
 import { pipeline } from "node:stream/promises";
+var sqliteFactsSchema = external_exports.object({
+  engine: external_exports.literal("sqlite"),
+  version: external_exports.string(),
+  file: external_exports.string(),
+  pageSize: external_exports.number(),
+  tables: external_exports.record(external_exports.string(), external_exports.number())
+});
 async function sqliteModule() {
   return import("node:sqlite");
 }
@@ -55661,7 +55699,7 @@ var sqliteDriver = {
     };
   },
   async restore(streams, directory, facts) {
-    const expected = facts;
+    const expected = parseFacts(sqliteFactsSchema, facts, "sqlite");
     const stream = single(streams);
     const file2 = join4(directory, safeBaseName(expected.file));
     await pipeline(stream.data, createWriteStream(file2, { flags: "wx" }));

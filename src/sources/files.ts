@@ -1,20 +1,33 @@
 import { stat } from 'node:fs/promises'
+import { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
-import type { RestoreSummary, SourceDriver, SourceReading } from './source.js'
+import { parseFacts, type RestoreSummary, type SourceDriver, type SourceReading } from './source.js'
 import { extractTar } from './tar/reader.js'
 import type { TarFact } from './tar/types.js'
 import { tarDirectory } from './tar/writer.js'
 
 type FilesConfig = Extract<SourceConfig, { type: 'files' }>
 
-export interface FilesFacts {
-  engine: 'files'
-  root: string
-  files: number
-  bytes: number
-  entries: TarFact[]
-}
+const filesFactsSchema = z.object({
+  engine: z.literal('files'),
+  root: z.string(),
+  files: z.number(),
+  bytes: z.number(),
+  entries: z.array(
+    z.object({
+      path: z.string(),
+      type: z.enum(['file', 'directory', 'symlink']),
+      mode: z.number(),
+      mtime: z.number(),
+      size: z.number(),
+      sha256: z.string().optional(),
+      target: z.string().optional(),
+      offset: z.number(),
+    }),
+  ),
+})
+export type FilesFacts = z.infer<typeof filesFactsSchema>
 
 /**
  * A folder as one POSIX tar stream in sorted path order, so unchanged files give unchanged
@@ -51,7 +64,7 @@ export const filesDriver: SourceDriver<FilesConfig> = {
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message),
     })
-    const expected = (facts as unknown as FilesFacts).entries
+    const expected = parseFacts(filesFactsSchema, facts, 'files').entries
     const byPath = new Map(restored.map((entry) => [entry.path, entry]))
     for (const entry of expected) {
       if (entry.type !== 'file') continue

@@ -1,4 +1,6 @@
+import type { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
+import { IntegrityError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 
 /** A byte stream a source produces at backup and consumes at restore. */
@@ -42,4 +44,24 @@ export interface SourceDriver<C extends SourceConfig = SourceConfig> {
 export interface RestoreSummary {
   /** What was restored, for the user (e.g. "app.db, 3 tables" or "120 files"). */
   description: string
+}
+
+/**
+ * A source's facts from a manifest, checked against the shape its driver writes. The manifest is
+ * signed, so a mismatch means a writer bug or an incompatible version, reported as such.
+ */
+export function parseFacts<T>(
+  schema: z.ZodType<T>,
+  facts: Record<string, unknown>,
+  type: string,
+): T {
+  const parsed = schema.safeParse(facts)
+  if (!parsed.success) {
+    throw new IntegrityError(
+      `${type} facts in the manifest`,
+      `do not have the expected shape (${parsed.error.issues[0]?.path.join('.') || 'top level'})`,
+      'restore with the kluis release that wrote the snapshot',
+    )
+  }
+  return parsed.data
 }

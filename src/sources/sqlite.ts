@@ -2,20 +2,28 @@ import { createReadStream, createWriteStream } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
 import { temporaryDirectory } from '../core/interrupt.js'
-import type { RestoreSummary, SourceDriver, SourceReading, SourceStream } from './source.js'
+import {
+  parseFacts,
+  type RestoreSummary,
+  type SourceDriver,
+  type SourceReading,
+  type SourceStream,
+} from './source.js'
 
 type SqliteConfig = Extract<SourceConfig, { type: 'sqlite' }>
 
-export interface SqliteFacts {
-  engine: 'sqlite'
-  version: string
-  file: string
-  pageSize: number
-  tables: Record<string, number>
-}
+const sqliteFactsSchema = z.object({
+  engine: z.literal('sqlite'),
+  version: z.string(),
+  file: z.string(),
+  pageSize: z.number(),
+  tables: z.record(z.string(), z.number()),
+})
+export type SqliteFacts = z.infer<typeof sqliteFactsSchema>
 
 // node:sqlite is loaded on first use so that commands without SQLite never touch it.
 async function sqliteModule(): Promise<typeof import('node:sqlite')> {
@@ -66,7 +74,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
   },
 
   async restore(streams, directory, facts): Promise<RestoreSummary> {
-    const expected = facts as unknown as SqliteFacts
+    const expected = parseFacts(sqliteFactsSchema, facts, 'sqlite')
     const stream = single(streams)
     const file = join(directory, safeBaseName(expected.file))
     await pipeline(stream.data, createWriteStream(file, { flags: 'wx' }))
