@@ -54628,7 +54628,7 @@ var ByteReader = class {
 function truncated(detail) {
   return new SourceError(
     `tar stream is truncated: ${detail}`,
-    "The backup data is incomplete or damaged; try another snapshot."
+    "the backup data is incomplete or damaged; try another snapshot"
   );
 }
 function parseHeader(block, offset) {
@@ -54684,7 +54684,7 @@ function cString(block, start, length) {
 function corruptHeader(offset, detail) {
   return new SourceError(
     `tar header at byte ${offset} is corrupt (${detail})`,
-    "The stream is not a tar archive or is damaged."
+    "the stream is not a tar archive or is damaged"
   );
 }
 function parsePax(data, offset, meta3) {
@@ -54925,7 +54925,7 @@ var Extractor = class {
       if (this.symlinks.has(parent) || this.refusedSymlinks.has(parent)) {
         throw new SourceError(
           `refusing tar entry "${name}": it would be written through the symlink ${parent}`,
-          "The archive is malformed or hostile."
+          "the archive is malformed or hostile"
         );
       }
       await this.background.wait(parent);
@@ -55083,7 +55083,7 @@ function safePath(name) {
   if (problem) {
     throw new SourceError(
       `refusing tar entry "${name}": ${problem}`,
-      "The archive is malformed or hostile."
+      "the archive is malformed or hostile"
     );
   }
   return parts.join("/");
@@ -55168,7 +55168,7 @@ function compileRule(pattern) {
   if (pattern.startsWith("!")) {
     throw new ConfigError(
       `exclude pattern "${pattern}": negation is not supported`,
-      'List only what to exclude; write \\! for a name that starts with "!".'
+      'list only what to exclude; write \\! for a name that starts with "!"'
     );
   }
   let glob = pattern;
@@ -55289,7 +55289,7 @@ async function assertDirectory(root) {
   try {
     stats = await stat(root);
   } catch (error62) {
-    throw new SourceError(`cannot read directory ${root}: ${codeOf2(error62)}`, "Check the path.");
+    throw new SourceError(`cannot read directory ${root}: ${codeOf2(error62)}`, "check the path");
   }
   if (!stats.isDirectory()) throw new SourceError(`${root} is not a directory`);
 }
@@ -55320,7 +55320,7 @@ async function listDirectory(absolute, prefix, warn) {
     }
     throw new SourceError(
       `cannot read directory ${absolute}: ${codeOf2(error62)}`,
-      "Give the backup user read and execute permission on it, or exclude it."
+      "give the backup user read and execute permission on it, or exclude it"
     );
   }
   dirents.sort((a, b) => Buffer.compare(a.name, b.name));
@@ -55558,7 +55558,7 @@ function paddingOf2(size) {
 function readError(path, error62) {
   return new SourceError(
     `cannot read ${path}: ${codeOf2(error62)}`,
-    "Give the backup user read permission on it, or exclude it."
+    "give the backup user read permission on it, or exclude it"
   );
 }
 function isVanished(error62) {

@@ -1,8 +1,11 @@
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKeys } from '../src/commands/keys.js'
 import { type CliRun, createProject, exampleConfig, type Project } from './support/project.js'
+
+const cli = new URL('../dist/cli.js', import.meta.url).pathname
 
 /** One clear line naming the fix (plus an optional hint line), never a stack trace. */
 function expectOneClearError(run: CliRun, code: number, ...fragments: string[]) {
@@ -197,5 +200,36 @@ describe('errors a user can cause', () => {
       },
     )
     expectOneClearError(run, 1, 'data/app.db/sub', 'not a directory (ENOTDIR)')
+  })
+
+  it('a folder the backup user cannot read fails the backup, naming it; no snapshot is saved', async () => {
+    // Root reads everything, so as root the backup runs as `nobody` (the CI machine is root).
+    const fresh = await createProject()
+    try {
+      expect((await fresh.run(['init'])).code).toBe(0)
+      await mkdir(join(fresh.dir, 'data', 'uploads', 'locked'))
+      await writeFile(join(fresh.dir, 'data', 'uploads', 'locked', 'secret.txt'), 'x')
+      const asRoot = process.getuid?.() === 0
+      if (asRoot) spawnSync('chown', ['-R', 'nobody', fresh.dir])
+      await chmod(fresh.dir, 0o755)
+      await chmod(join(fresh.dir, 'data', 'uploads', 'locked'), 0)
+      const command = [process.execPath, cli, 'backup', '--config', 'kluis.yml']
+      const run = asRoot
+        ? spawnSync('runuser', ['-u', 'nobody', '--', ...command], {
+            cwd: fresh.dir,
+            encoding: 'utf8',
+          })
+        : spawnSync(command[0] as string, command.slice(1), { cwd: fresh.dir, encoding: 'utf8' })
+      expectOneClearError(
+        { code: run.status ?? -1, stdout: run.stdout, stderr: run.stderr },
+        1,
+        'cannot read directory',
+        'locked',
+      )
+      await chmod(join(fresh.dir, 'data', 'uploads', 'locked'), 0o755)
+      expect(JSON.parse((await fresh.run(['snapshots', '--json'])).stdout)).toEqual([])
+    } finally {
+      await fresh.cleanup()
+    }
   })
 })

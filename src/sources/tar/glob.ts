@@ -42,7 +42,7 @@ function compileRule(pattern: string): Rule {
   if (pattern.startsWith('!')) {
     throw new ConfigError(
       `exclude pattern "${pattern}": negation is not supported`,
-      'List only what to exclude; write \\! for a name that starts with "!".',
+      'list only what to exclude; write \\! for a name that starts with "!"',
     )
   }
   let glob = pattern

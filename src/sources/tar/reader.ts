@@ -141,7 +141,7 @@ class ByteReader {
 function truncated(detail: string): SourceError {
   return new SourceError(
     `tar stream is truncated: ${detail}`,
-    'The backup data is incomplete or damaged; try another snapshot.',
+    'the backup data is incomplete or damaged; try another snapshot',
   )
 }
 
@@ -246,7 +246,7 @@ function cString(block: Buffer, start: number, length: number): string {
 function corruptHeader(offset: number, detail: string): SourceError {
   return new SourceError(
     `tar header at byte ${offset} is corrupt (${detail})`,
-    'The stream is not a tar archive or is damaged.',
+    'the stream is not a tar archive or is damaged',
   )
 }
 
@@ -522,7 +522,7 @@ class Extractor {
       if (this.symlinks.has(parent) || this.refusedSymlinks.has(parent)) {
         throw new SourceError(
           `refusing tar entry "${name}": it would be written through the symlink ${parent}`,
-          'The archive is malformed or hostile.',
+          'the archive is malformed or hostile',
         )
       }
       await this.background.wait(parent)
@@ -704,7 +704,7 @@ function safePath(name: string): string {
   if (problem) {
     throw new SourceError(
       `refusing tar entry "${name}": ${problem}`,
-      'The archive is malformed or hostile.',
+      'the archive is malformed or hostile',
     )
   }
   return parts.join('/')

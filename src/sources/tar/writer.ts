@@ -96,7 +96,7 @@ async function assertDirectory(root: string): Promise<void> {
   try {
     stats = await stat(root)
   } catch (error) {
-    throw new SourceError(`cannot read directory ${root}: ${codeOf(error)}`, 'Check the path.')
+    throw new SourceError(`cannot read directory ${root}: ${codeOf(error)}`, 'check the path')
   }
   if (!stats.isDirectory()) throw new SourceError(`${root} is not a directory`)
 }
@@ -161,7 +161,7 @@ async function listDirectory(
     }
     throw new SourceError(
       `cannot read directory ${absolute}: ${codeOf(error)}`,
-      'Give the backup user read and execute permission on it, or exclude it.',
+      'give the backup user read and execute permission on it, or exclude it',
     )
   }
   dirents.sort((a, b) => Buffer.compare(a.name, b.name))
@@ -472,7 +472,7 @@ function paddingOf(size: number): number {
 function readError(path: string, error: unknown): SourceError {
   return new SourceError(
     `cannot read ${path}: ${codeOf(error)}`,
-    'Give the backup user read permission on it, or exclude it.',
+    'give the backup user read permission on it, or exclude it',
   )
 }
 
