@@ -351,3 +351,28 @@ describe('adding a reader key', () => {
     ).toBe(1)
   })
 })
+
+describe('init', () => {
+  it('is safe to run again, and adds the keys of a key group added to the configuration', async () => {
+    const project = await createProject()
+    try {
+      expect((await project.run(['init'])).stdout).toContain('created repository at')
+      const again = await project.run(['init'])
+      expect(again.code).toBe(0)
+      expect(again.stderr).toContain('already exists')
+      const configPath = join(project.dir, 'kluis.yml')
+      const config = (await readFile(configPath, 'utf8'))
+        .replace(
+          'writer-public: keys/writer.asc',
+          'writer-public: keys/writer.asc\n  groups: { database: { readers: [keys/reader.asc] } }',
+        )
+        .replace('path: data/app.db }', 'path: data/app.db, group: database }')
+      await writeFile(configPath, config)
+      expect((await project.run(['backup'])).stderr).toContain("no key for key group 'database'")
+      expect((await project.run(['init'])).stderr).toContain('added key group(s) database')
+      expect((await project.run(['backup'])).code).toBe(0)
+    } finally {
+      await project.cleanup()
+    }
+  })
+})
