@@ -27150,22 +27150,26 @@ var Chunker = class {
     return end;
   }
   /**
-   * Splits a byte stream into chunks. Reads until `max` bytes are at hand, then yields every
-   * chunk whose end is already certain: a cut found before the end of the data at hand is the
-   * cut the whole stream would give, since a cut depends only on the bytes before it. Only the
-   * undecided tail is carried over, so each byte is copied about once.
+   * Splits a byte stream into chunks. Gathers a few average chunks' worth of bytes, then yields
+   * every chunk whose end is already certain: a cut found before the end of the data at hand is
+   * the cut the whole stream would give, since a cut depends only on the bytes before it. Only
+   * the undecided tail is carried over, so each byte is copied about once, and a chunk in flight
+   * keeps only a small parent buffer alive. When no cut is found, the next attempt waits for
+   * twice as much data (up to `max`), so a long chunk is not rescanned piece by piece.
    */
   async *chunks(source) {
-    const { max: max2 } = this.params;
+    const { avg, max: max2 } = this.params;
+    const gather = Math.min(max2, 2 * avg);
     let pending = [];
     let pendingLength = 0;
+    let wanted = gather;
     for await (const piece of source) {
       if (piece.length === 0) continue;
       pending.push(
         Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length)
       );
       pendingLength += piece.length;
-      if (pendingLength < max2) continue;
+      if (pendingLength < wanted) continue;
       let buffer = Buffer.concat(pending, pendingLength);
       for (; ; ) {
         const length = this.cut(buffer);
@@ -27175,6 +27179,7 @@ var Chunker = class {
       }
       pending = buffer.length > 0 ? [buffer] : [];
       pendingLength = buffer.length;
+      wanted = Math.min(max2, Math.max(gather, 2 * pendingLength));
     }
     let rest = Buffer.concat(pending, pendingLength);
     while (rest.length > 0) {
