@@ -27015,7 +27015,12 @@ function temporaryDirectory(prefix) {
   };
 }
 function cleanUpAfterInterrupt() {
-  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true });
+  for (const path of temporaryPaths) {
+    try {
+      rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    } catch {
+    }
+  }
   temporaryPaths.clear();
 }
 function exitCleanlyOnSignals(say) {
@@ -73174,29 +73179,40 @@ async function loadWriterKey(config3, env) {
   }
   return key;
 }
-async function loadReaderPrivateKey(keyPath, env) {
-  let text;
-  let label;
-  if (keyPath) {
-    try {
-      text = await readFile2(keyPath, "utf8");
-    } catch (error63) {
-      const code = error63.code;
-      throw new ConfigError(
-        `--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`
+async function loadReaderPrivateKeys(keyPaths, env) {
+  const passphrase = env.KLUIS_READER_PASSPHRASE;
+  if (keyPaths.length > 0) {
+    const keys = [];
+    for (const keyPath of keyPaths) {
+      let text;
+      try {
+        text = await readFile2(keyPath, "utf8");
+      } catch (error63) {
+        const code = error63.code;
+        throw new ConfigError(
+          `--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`
+        );
+      }
+      keys.push(
+        await readPrivateKey2(text, `key file ${keyPath}`, passphrase, "KLUIS_READER_PASSPHRASE")
       );
     }
-    label = `key file ${keyPath}`;
-  } else if (env.KLUIS_READER_KEY) {
-    text = env.KLUIS_READER_KEY;
-    label = "the key in KLUIS_READER_KEY";
-  } else {
-    throw new ConfigError(
-      "reading backups needs a reader private key",
-      "pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)"
-    );
+    return keys;
   }
-  return readPrivateKey2(text, label, env.KLUIS_READER_PASSPHRASE, "KLUIS_READER_PASSPHRASE");
+  if (env.KLUIS_READER_KEY) {
+    return [
+      await readPrivateKey2(
+        env.KLUIS_READER_KEY,
+        "the key in KLUIS_READER_KEY",
+        passphrase,
+        "KLUIS_READER_PASSPHRASE"
+      )
+    ];
+  }
+  throw new ConfigError(
+    "reading backups needs a reader private key",
+    "pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)"
+  );
 }
 
 // src/core/concurrency.ts
@@ -75498,7 +75514,7 @@ async function storeStream(data, repository, group2, known, level, result) {
 var READ_CONCURRENCY = 4;
 async function check2(config3, options, reporter, env) {
   const writer = await loadWriterPublicKey(config3);
-  const readerKey = options.readData ? await loadReaderPrivateKey(options.keyPath, env) : void 0;
+  const readerKeys = options.readData ? await loadReaderPrivateKeys(options.keyPaths ?? [], env) : void 0;
   const repository = await openRepository(config3);
   const problems = [];
   const record2 = (error63) => {
@@ -75541,16 +75557,16 @@ async function check2(config3, options, reporter, env) {
     }
   }
   let chunksRead = 0;
-  if (readerKey) {
+  if (readerKeys) {
     const dedupKeys = /* @__PURE__ */ new Map();
     for (const index2 of indexes) {
       for (const group2 of Object.keys(index2.manifests)) {
-        await repository.readManifest(index2, group2, [readerKey], writer).then((manifest) => {
+        await repository.readManifest(index2, group2, readerKeys, writer).then((manifest) => {
           if (!dedupKeys.has(group2)) dedupKeys.set(group2, Buffer.from(manifest.dedupKey, "base64"));
         }, record2);
       }
     }
-    const opener = new ChunkOpener([readerKey]);
+    const opener = new ChunkOpener(readerKeys);
     const toRead = [...referenced].filter(
       ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)
     );
@@ -75673,7 +75689,7 @@ async function restore(config3, options, reporter, env) {
   const started = performance.now();
   const target = resolve4(options.target);
   const writer = await loadWriterPublicKey(config3);
-  const readerKey = await loadReaderPrivateKey(options.keyPath, env);
+  const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env);
   const repository = await openRepository(config3);
   const index2 = await selectSnapshot(repository, writer, options);
   const wanted = options.sources?.length ? options.sources : index2.sources.map((s) => s.name);
@@ -75688,10 +75704,10 @@ async function restore(config3, options, reporter, env) {
   const chosen = index2.sources.filter((s) => wanted.includes(s.name));
   const groups = /* @__PURE__ */ new Map();
   for (const group2 of new Set(chosen.map((s) => s.group))) {
-    const manifest = await repository.readManifest(index2, group2, [readerKey], writer);
+    const manifest = await repository.readManifest(index2, group2, readerKeys, writer);
     groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
   }
-  const opener = new ChunkOpener([readerKey]);
+  const opener = new ChunkOpener(readerKeys);
   const context = {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir2(),
@@ -75852,7 +75868,7 @@ async function runCommand(settings, reporter, env) {
           // readInputs made sure a restore has a target.
           target: settings.target ?? "",
           force: settings.force,
-          ...settings.keyPath ? { keyPath: settings.keyPath } : {},
+          ...settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {},
           ...settings.snapshot ? { snapshot: settings.snapshot } : {},
           ...settings.at ? { at: settings.at } : {},
           ...settings.sources.length > 0 ? { sources: settings.sources } : {}
@@ -75871,7 +75887,7 @@ async function runCommand(settings, reporter, env) {
         config3,
         {
           readData: settings.readData,
-          ...settings.keyPath ? { keyPath: settings.keyPath } : {}
+          ...settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}
         },
         reporter,
         env
@@ -75903,7 +75919,7 @@ function readInputs() {
     snapshot: getInput("snapshot") || void 0,
     at: parseTime(getInput("at")),
     target: getInput("target") || void 0,
-    keyPath: getInput("key") || void 0,
+    keyPaths: parseList(getInput("key")),
     force: booleanInput("force"),
     readData: booleanInput("read-data")
   };
@@ -75943,7 +75959,7 @@ function checkCombination(settings) {
   if (settings.snapshot && settings.at) {
     throw new ConfigError("Inputs 'snapshot' and 'at' exclude each other; give one of them.");
   }
-  if (settings.command === "check" && settings.keyPath && !settings.readData) {
+  if (settings.command === "check" && settings.keyPaths.length > 0 && !settings.readData) {
     throw new ConfigError(
       "Input 'key' is only used by check when 'read-data' is true.",
       "set read-data: true to decrypt and verify every chunk, or remove 'key'"

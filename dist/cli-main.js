@@ -7385,7 +7385,12 @@ function temporaryDirectory(prefix) {
   };
 }
 function cleanUpAfterInterrupt() {
-  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true });
+  for (const path of temporaryPaths) {
+    try {
+      rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    } catch {
+    }
+  }
   temporaryPaths.clear();
 }
 function exitCleanlyOnSignals(say) {
@@ -53762,29 +53767,40 @@ async function loadWriterKey(config3, env) {
   }
   return key;
 }
-async function loadReaderPrivateKey(keyPath, env) {
-  let text;
-  let label;
-  if (keyPath) {
-    try {
-      text = await readFile2(keyPath, "utf8");
-    } catch (error62) {
-      const code = error62.code;
-      throw new ConfigError(
-        `--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`
+async function loadReaderPrivateKeys(keyPaths, env) {
+  const passphrase = env.KLUIS_READER_PASSPHRASE;
+  if (keyPaths.length > 0) {
+    const keys = [];
+    for (const keyPath of keyPaths) {
+      let text;
+      try {
+        text = await readFile2(keyPath, "utf8");
+      } catch (error62) {
+        const code = error62.code;
+        throw new ConfigError(
+          `--key ${keyPath} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}`
+        );
+      }
+      keys.push(
+        await readPrivateKey2(text, `key file ${keyPath}`, passphrase, "KLUIS_READER_PASSPHRASE")
       );
     }
-    label = `key file ${keyPath}`;
-  } else if (env.KLUIS_READER_KEY) {
-    text = env.KLUIS_READER_KEY;
-    label = "the key in KLUIS_READER_KEY";
-  } else {
-    throw new ConfigError(
-      "reading backups needs a reader private key",
-      "pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)"
-    );
+    return keys;
   }
-  return readPrivateKey2(text, label, env.KLUIS_READER_PASSPHRASE, "KLUIS_READER_PASSPHRASE");
+  if (env.KLUIS_READER_KEY) {
+    return [
+      await readPrivateKey2(
+        env.KLUIS_READER_KEY,
+        "the key in KLUIS_READER_KEY",
+        passphrase,
+        "KLUIS_READER_PASSPHRASE"
+      )
+    ];
+  }
+  throw new ConfigError(
+    "reading backups needs a reader private key",
+    "pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)"
+  );
 }
 
 // src/core/concurrency.ts
@@ -56086,7 +56102,7 @@ async function storeStream(data, repository, group2, known, level, result) {
 var READ_CONCURRENCY = 4;
 async function check2(config3, options2, reporter, env) {
   const writer = await loadWriterPublicKey(config3);
-  const readerKey = options2.readData ? await loadReaderPrivateKey(options2.keyPath, env) : void 0;
+  const readerKeys = options2.readData ? await loadReaderPrivateKeys(options2.keyPaths ?? [], env) : void 0;
   const repository = await openRepository(config3);
   const problems = [];
   const record2 = (error62) => {
@@ -56129,16 +56145,16 @@ async function check2(config3, options2, reporter, env) {
     }
   }
   let chunksRead = 0;
-  if (readerKey) {
+  if (readerKeys) {
     const dedupKeys = /* @__PURE__ */ new Map();
     for (const index2 of indexes) {
       for (const group2 of Object.keys(index2.manifests)) {
-        await repository.readManifest(index2, group2, [readerKey], writer).then((manifest) => {
+        await repository.readManifest(index2, group2, readerKeys, writer).then((manifest) => {
           if (!dedupKeys.has(group2)) dedupKeys.set(group2, Buffer.from(manifest.dedupKey, "base64"));
         }, record2);
       }
     }
-    const opener = new ChunkOpener([readerKey]);
+    const opener = new ChunkOpener(readerKeys);
     const toRead = [...referenced].filter(
       ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)
     );
@@ -56346,7 +56362,7 @@ async function restore(config3, options2, reporter, env) {
   const started = performance.now();
   const target = resolve4(options2.target);
   const writer = await loadWriterPublicKey(config3);
-  const readerKey = await loadReaderPrivateKey(options2.keyPath, env);
+  const readerKeys = await loadReaderPrivateKeys(options2.keyPaths ?? [], env);
   const repository = await openRepository(config3);
   const index2 = await selectSnapshot(repository, writer, options2);
   const wanted = options2.sources?.length ? options2.sources : index2.sources.map((s) => s.name);
@@ -56361,10 +56377,10 @@ async function restore(config3, options2, reporter, env) {
   const chosen = index2.sources.filter((s) => wanted.includes(s.name));
   const groups = /* @__PURE__ */ new Map();
   for (const group2 of new Set(chosen.map((s) => s.group))) {
-    const manifest = await repository.readManifest(index2, group2, [readerKey], writer);
+    const manifest = await repository.readManifest(index2, group2, readerKeys, writer);
     groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
   }
-  const opener = new ChunkOpener([readerKey]);
+  const opener = new ChunkOpener(readerKeys);
   const context = {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir2(),
@@ -56523,8 +56539,8 @@ Common options:
   -h, --help      show this help
   --version       print the version
 
-The reader's private key comes from --key FILE or KLUIS_READER_KEY (armored), with
-KLUIS_READER_PASSPHRASE when it has one. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.`;
+The reader's private key comes from --key FILE (repeat it when key groups have different
+readers) or KLUIS_READER_KEY (armored), with KLUIS_READER_PASSPHRASE when it has one. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.`;
 var options = {
   config: { type: "string", default: "kluis.yml" },
   json: { type: "boolean", default: false },
@@ -56534,7 +56550,7 @@ var options = {
   snapshot: { type: "string" },
   at: { type: "string" },
   target: { type: "string" },
-  key: { type: "string" },
+  key: { type: "string", multiple: true },
   force: { type: "boolean", default: false },
   "read-data": { type: "boolean", default: false },
   out: { type: "string" },
@@ -56641,7 +56657,7 @@ ${snapshots.length} snapshot(s)`
         {
           target: values.target,
           force: values.force,
-          ...values.key ? { keyPath: values.key } : {},
+          ...values.key ? { keyPaths: values.key } : {},
           ...values.snapshot ? { snapshot: values.snapshot } : {},
           ...values.at ? { at: parseTime(values.at, "--at") } : {},
           ...values.source ? { sources: values.source } : {}
@@ -56663,7 +56679,7 @@ ${snapshots.length} snapshot(s)`
         throw new ConfigError("--key is only used with --read-data");
       const result = await check2(
         config3,
-        { readData: values["read-data"], ...values.key ? { keyPath: values.key } : {} },
+        { readData: values["read-data"], ...values.key ? { keyPaths: values.key } : {} },
         reporter,
         env
       );

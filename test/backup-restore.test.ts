@@ -266,6 +266,29 @@ describe('key groups', () => {
       'keys/reader.key',
     ])
     expect(uploadsByDefault.code).toBe(0)
+
+    const both = await project.run([
+      'restore',
+      '--target',
+      'both',
+      '--key',
+      'dba/reader.key',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(both.code).toBe(0)
+    expect(await readFile(join(project.dir, 'both', 'uploads', 'docs', 'readme.txt'), 'utf8')).toBe(
+      'hello uploads\n',
+    )
+    const checked = await project.run([
+      'check',
+      '--read-data',
+      '--key',
+      'dba/reader.key',
+      '--key',
+      'keys/reader.key',
+    ])
+    expect(checked.stdout).toContain('no problems found')
   })
 })
 

@@ -52,7 +52,7 @@ describe('an interrupted command leaves nothing behind', () => {
       'SIGINT',
       {},
     )
-    expect(run.code).toBe(130)
+    expect(run.code, run.stderr).toBe(130)
     expect(run.stderr).toContain('interrupted by SIGINT')
     await expect(stat(join(project.dir, 'out'))).rejects.toThrow()
     expect(
@@ -69,7 +69,7 @@ describe('an interrupted command leaves nothing behind', () => {
       'SIGTERM',
       { KLUIS_TMPDIR: scratch(), KLUIS_DEBUG: '1' },
     )
-    expect(run.code).toBe(143)
+    expect(run.code, run.stderr).toBe(143)
     expect(await readdir(scratch())).toEqual([])
     expect(JSON.parse((await project.run(['snapshots', '--json'])).stdout)).toHaveLength(before)
     // The chunks that did arrive are valid: the repository checks clean and the next backup works.

@@ -52,7 +52,7 @@ export async function runCommand(
           // readInputs made sure a restore has a target.
           target: settings.target ?? '',
           force: settings.force,
-          ...(settings.keyPath ? { keyPath: settings.keyPath } : {}),
+          ...(settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}),
           ...(settings.snapshot ? { snapshot: settings.snapshot } : {}),
           ...(settings.at ? { at: settings.at } : {}),
           ...(settings.sources.length > 0 ? { sources: settings.sources } : {}),
@@ -71,7 +71,7 @@ export async function runCommand(
         config,
         {
           readData: settings.readData,
-          ...(settings.keyPath ? { keyPath: settings.keyPath } : {}),
+          ...(settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}),
         },
         reporter,
         env,

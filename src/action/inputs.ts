@@ -19,8 +19,8 @@ export interface ActionSettings {
   snapshot: string | undefined
   at: Date | undefined
   target: string | undefined
-  /** The reader's private key file; without it the core reads KLUIS_READER_KEY. */
-  keyPath: string | undefined
+  /** The reader's private key files; without any the core reads KLUIS_READER_KEY. */
+  keyPaths: string[]
   force: boolean
   readData: boolean
 }
@@ -35,7 +35,7 @@ export function readInputs(): ActionSettings {
     snapshot: core.getInput('snapshot') || undefined,
     at: parseTime(core.getInput('at')),
     target: core.getInput('target') || undefined,
-    keyPath: core.getInput('key') || undefined,
+    keyPaths: parseList(core.getInput('key')),
     force: booleanInput('force'),
     readData: booleanInput('read-data'),
   }
@@ -88,7 +88,7 @@ function checkCombination(settings: ActionSettings): void {
   if (settings.snapshot && settings.at) {
     throw new ConfigError("Inputs 'snapshot' and 'at' exclude each other; give one of them.")
   }
-  if (settings.command === 'check' && settings.keyPath && !settings.readData) {
+  if (settings.command === 'check' && settings.keyPaths.length > 0 && !settings.readData) {
     throw new ConfigError(
       "Input 'key' is only used by check when 'read-data' is true.",
       "set read-data: true to decrypt and verify every chunk, or remove 'key'",

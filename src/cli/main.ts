@@ -32,8 +32,8 @@ Common options:
   -h, --help      show this help
   --version       print the version
 
-The reader's private key comes from --key FILE or KLUIS_READER_KEY (armored), with
-KLUIS_READER_PASSPHRASE when it has one. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.`
+The reader's private key comes from --key FILE (repeat it when key groups have different
+readers) or KLUIS_READER_KEY (armored), with KLUIS_READER_PASSPHRASE when it has one. Exit codes: 0 success, 1 failure, 2 bad usage or configuration.`
 
 const options = {
   config: { type: 'string', default: 'kluis.yml' },
@@ -44,7 +44,7 @@ const options = {
   snapshot: { type: 'string' },
   at: { type: 'string' },
   target: { type: 'string' },
-  key: { type: 'string' },
+  key: { type: 'string', multiple: true },
   force: { type: 'boolean', default: false },
   'read-data': { type: 'boolean', default: false },
   out: { type: 'string' },
@@ -169,7 +169,7 @@ async function runCommand(
         {
           target: values.target,
           force: values.force,
-          ...(values.key ? { keyPath: values.key } : {}),
+          ...(values.key ? { keyPaths: values.key } : {}),
           ...(values.snapshot ? { snapshot: values.snapshot } : {}),
           ...(values.at ? { at: parseTime(values.at, '--at') } : {}),
           ...(values.source ? { sources: values.source } : {}),
@@ -190,7 +190,7 @@ async function runCommand(
         throw new ConfigError('--key is only used with --read-data')
       const result = await check(
         config,
-        { readData: values['read-data'], ...(values.key ? { keyPath: values.key } : {}) },
+        { readData: values['read-data'], ...(values.key ? { keyPaths: values.key } : {}) },
         reporter,
         env,
       )

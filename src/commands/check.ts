@@ -1,5 +1,5 @@
 import type { KluisConfig } from '../config/config.js'
-import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-material.js'
+import { loadReaderPrivateKeys, loadWriterPublicKey } from '../config/key-material.js'
 import { mapOrdered } from '../core/concurrency.js'
 import { IntegrityError, KeyError, StorageError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
@@ -12,7 +12,8 @@ import { openRepository } from './common.js'
 export interface CheckOptions {
   /** Decrypt every referenced chunk and verify its HMAC (needs a reader key). */
   readData: boolean
-  keyPath?: string
+  /** Reader private key files; without any, KLUIS_READER_KEY. */
+  keyPaths?: string[]
 }
 
 export interface CheckResult {
@@ -38,7 +39,9 @@ export async function check(
   env: NodeJS.ProcessEnv,
 ): Promise<CheckResult> {
   const writer = await loadWriterPublicKey(config)
-  const readerKey = options.readData ? await loadReaderPrivateKey(options.keyPath, env) : undefined
+  const readerKeys = options.readData
+    ? await loadReaderPrivateKeys(options.keyPaths ?? [], env)
+    : undefined
   const repository = await openRepository(config)
   const problems: string[] = []
   const record = (error: unknown) => {
@@ -84,17 +87,17 @@ export async function check(
   }
 
   let chunksRead = 0
-  if (readerKey) {
+  if (readerKeys) {
     // Every manifest must decrypt and verify; they also carry each group's dedup key.
     const dedupKeys = new Map<string, Buffer>()
     for (const index of indexes) {
       for (const group of Object.keys(index.manifests)) {
-        await repository.readManifest(index, group, [readerKey], writer).then((manifest) => {
+        await repository.readManifest(index, group, readerKeys, writer).then((manifest) => {
           if (!dedupKeys.has(group)) dedupKeys.set(group, Buffer.from(manifest.dedupKey, 'base64'))
         }, record)
       }
     }
-    const opener = new ChunkOpener([readerKey])
+    const opener = new ChunkOpener(readerKeys)
     const toRead = [...referenced].filter(
       ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group),
     )

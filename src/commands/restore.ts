@@ -2,7 +2,7 @@ import { mkdir, readdir, rename, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { KluisConfig } from '../config/config.js'
-import { loadReaderPrivateKey, loadWriterPublicKey } from '../config/key-material.js'
+import { loadReaderPrivateKeys, loadWriterPublicKey } from '../config/key-material.js'
 import { ConfigError, IntegrityError, RefusedError, SourceError } from '../core/errors.js'
 import { temporaryDirectory } from '../core/interrupt.js'
 import type { Reporter } from '../core/reporter.js'
@@ -17,7 +17,8 @@ import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
 export interface RestoreOptions extends SnapshotChoice {
   target: string
   force?: boolean
-  keyPath?: string
+  /** Reader private key files; without any, KLUIS_READER_KEY. */
+  keyPaths?: string[]
 }
 
 export interface RestoreResult {
@@ -43,7 +44,7 @@ export async function restore(
   const started = performance.now()
   const target = resolve(options.target)
   const writer = await loadWriterPublicKey(config)
-  const readerKey = await loadReaderPrivateKey(options.keyPath, env)
+  const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env)
   const repository = await openRepository(config)
   const index = await selectSnapshot(repository, writer, options)
   const wanted = options.sources?.length ? options.sources : index.sources.map((s) => s.name)
@@ -60,10 +61,10 @@ export async function restore(
   // Per key group: its manifest (which carries the dedup key), verified before any data is read.
   const groups = new Map<string, { manifest: SnapshotManifest; dedupKey: Buffer }>()
   for (const group of new Set(chosen.map((s) => s.group))) {
-    const manifest = await repository.readManifest(index, group, [readerKey], writer)
+    const manifest = await repository.readManifest(index, group, readerKeys, writer)
     groups.set(group, { manifest, dedupKey: Buffer.from(manifest.dedupKey, 'base64') })
   }
-  const opener = new ChunkOpener([readerKey])
+  const opener = new ChunkOpener(readerKeys)
   const context: SourceContext = {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),

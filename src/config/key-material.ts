@@ -67,31 +67,46 @@ export async function loadWriterKey(
   return key
 }
 
-/** The reader's private key from --key PATH, or KLUIS_READER_KEY (armored) in the environment. */
-export async function loadReaderPrivateKey(
-  keyPath: string | undefined,
+/**
+ * The reader's private keys: one per --key PATH (several when the snapshot's key groups have
+ * different readers), or else the armored key in KLUIS_READER_KEY. KLUIS_READER_PASSPHRASE
+ * unlocks any of them that is protected.
+ */
+export async function loadReaderPrivateKeys(
+  keyPaths: string[],
   env: NodeJS.ProcessEnv,
-): Promise<PrivateKey> {
-  let text: string
-  let label: string
-  if (keyPath) {
-    try {
-      text = await readFile(keyPath, 'utf8')
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code
-      throw new ConfigError(
-        `--key ${keyPath} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`,
+): Promise<PrivateKey[]> {
+  const passphrase = env.KLUIS_READER_PASSPHRASE
+  if (keyPaths.length > 0) {
+    const keys: PrivateKey[] = []
+    for (const keyPath of keyPaths) {
+      let text: string
+      try {
+        text = await readFile(keyPath, 'utf8')
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code
+        throw new ConfigError(
+          `--key ${keyPath} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`,
+        )
+      }
+      keys.push(
+        await readPrivateKey(text, `key file ${keyPath}`, passphrase, 'KLUIS_READER_PASSPHRASE'),
       )
     }
-    label = `key file ${keyPath}`
-  } else if (env.KLUIS_READER_KEY) {
-    text = env.KLUIS_READER_KEY
-    label = 'the key in KLUIS_READER_KEY'
-  } else {
-    throw new ConfigError(
-      'reading backups needs a reader private key',
-      'pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)',
-    )
+    return keys
   }
-  return readPrivateKey(text, label, env.KLUIS_READER_PASSPHRASE, 'KLUIS_READER_PASSPHRASE')
+  if (env.KLUIS_READER_KEY) {
+    return [
+      await readPrivateKey(
+        env.KLUIS_READER_KEY,
+        'the key in KLUIS_READER_KEY',
+        passphrase,
+        'KLUIS_READER_PASSPHRASE',
+      ),
+    ]
+  }
+  throw new ConfigError(
+    'reading backups needs a reader private key',
+    'pass --key PATH, or set KLUIS_READER_KEY to the armored key (and KLUIS_READER_PASSPHRASE if it has one)',
+  )
 }

@@ -30,7 +30,14 @@ export function temporaryDirectory(prefix: string): TemporaryDirectory {
 }
 
 export function cleanUpAfterInterrupt(): void {
-  for (const path of temporaryPaths) rmSync(path, { recursive: true, force: true })
+  for (const path of temporaryPaths) {
+    try {
+      // Work still running in other threads (a database copy) may add files meanwhile: retry.
+      rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 })
+    } catch {
+      // Exiting with the signal's code matters more than a leftover temporary file.
+    }
+  }
   temporaryPaths.clear()
 }
 
