@@ -27058,11 +27058,13 @@ var StorageError = class extends KluisError {
   exitCode = 1;
 };
 var IntegrityError = class extends KluisError {
-  constructor(object2, message, hint) {
-    super(`${object2}: ${message}`, hint);
+  constructor(object2, detail, hint) {
+    super(`${object2}: ${detail}`, hint);
     this.object = object2;
+    this.detail = detail;
   }
   object;
+  detail;
   exitCode = 1;
 };
 var SourceError = class extends KluisError {
@@ -27095,7 +27097,7 @@ function describeSystemError(error63) {
 
 // src/commands/backup.ts
 import { createHash as createHash7 } from "node:crypto";
-import { hostname as hostname3, tmpdir } from "node:os";
+import { hostname as hostname3 } from "node:os";
 
 // src/chunker/fastcdc.ts
 import { createHmac } from "node:crypto";
@@ -73435,7 +73437,7 @@ var ChunkOpener = class {
       if (error63 instanceof PacketFormatError && error63.message === "partial body lengths") {
         return this.openWithLibrary(message, object2);
       }
-      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorText(error63)})`);
+      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorMessage(error63)})`);
     }
     const data = packets.at(-1);
     const keyPackets = packets.slice(0, -1);
@@ -73479,7 +73481,7 @@ var ChunkOpener = class {
     try {
       parsed = await readMessage({ binaryMessage: message });
     } catch (error63) {
-      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorText(error63)})`);
+      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorMessage(error63)})`);
     }
     try {
       const result = await decrypt({
@@ -73489,15 +73491,12 @@ var ChunkOpener = class {
       });
       return Buffer.from(result.data);
     } catch (error63) {
-      if (/decryption key|session key/i.test(errorText(error63)))
+      if (/decryption key|session key/i.test(errorMessage(error63)))
         throw noMatchingKey(parsed, object2, this.decryptionKeys);
-      throw new IntegrityError(object2, `failed to decrypt (${errorText(error63)})`);
+      throw new IntegrityError(object2, `failed to decrypt (${errorMessage(error63)})`);
     }
   }
 };
-function errorText(error63) {
-  return error63 instanceof Error ? error63.message : String(error63);
-}
 
 // src/repository/chunk-codec.ts
 import { createHmac as createHmac2, timingSafeEqual as timingSafeEqual2 } from "node:crypto";
@@ -73662,7 +73661,7 @@ async function decryptAndVerify(data, decryptionKeys, writer, object2) {
       format: "binary"
     });
   } catch (error63) {
-    const text = error63 instanceof Error ? error63.message : String(error63);
+    const text = errorMessage(error63);
     if (/no decryption key|session key/i.test(text))
       throw noMatchingKey(message, object2, decryptionKeys);
     throw new IntegrityError(object2, `failed to decrypt: ${text}`);
@@ -73943,6 +73942,13 @@ function parseJson(raw, object2) {
 import { stat as stat3 } from "node:fs/promises";
 
 // src/sources/source.ts
+function onlyStream(streams, kind) {
+  const [stream] = streams;
+  if (!stream || streams.length !== 1) {
+    throw new SourceError(`expected one ${kind} stream, found ${streams.length}`);
+  }
+  return stream;
+}
 function parseFacts(schema, facts, type) {
   const parsed = schema.safeParse(facts);
   if (!parsed.success) {
@@ -75046,9 +75052,7 @@ var filesDriver = {
     };
   },
   async restore(streams, directory, facts, context) {
-    const [stream] = streams;
-    if (!stream || streams.length !== 1)
-      throw new SourceError(`expected one tar stream, found ${streams.length}`);
+    const stream = onlyStream(streams, "tar");
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message)
     });
@@ -75133,7 +75137,7 @@ var sqliteDriver = {
   },
   async restore(streams, directory, facts) {
     const expected = parseFacts(sqliteFactsSchema, facts, "sqlite");
-    const stream = single(streams);
+    const stream = onlyStream(streams, "database");
     const file2 = join4(directory, safeBaseName(expected.file));
     await pipeline(stream.data, createWriteStream(file2, { flags: "wx" }));
     const { DatabaseSync } = await sqliteModule();
@@ -75182,12 +75186,6 @@ function readFacts(database, file2, close = true) {
     if (close) database.close();
   }
 }
-function single(streams) {
-  const [stream] = streams;
-  if (!stream || streams.length !== 1)
-    throw new SourceError(`expected one database stream, found ${streams.length}`);
-  return stream;
-}
 function safeBaseName(name) {
   const base = basename(name);
   return base && base !== "." && base !== ".." ? base : "database.sqlite";
@@ -75204,6 +75202,9 @@ function driverForStored(type) {
 function driverFor(type) {
   return drivers[type];
 }
+
+// src/commands/common.ts
+import { tmpdir } from "node:os";
 
 // src/storage/open.ts
 import { isAbsolute, resolve as resolve3 } from "node:path";
@@ -75309,7 +75310,7 @@ var LocalStorage = class {
     if (error63 instanceof StorageError) return error63;
     const code = error63.code ?? "";
     const hint = code === "EACCES" || code === "EPERM" ? `check that this user may write to ${this.root}` : code === "ENOSPC" ? `free space on the disk that holds ${this.root}` : void 0;
-    const detail = error63 instanceof Error ? error63.message : String(error63);
+    const detail = errorMessage(error63);
     return new StorageError(`cannot ${operation} ${name} in ${this.root}: ${detail}`, hint);
   }
 };
@@ -75358,6 +75359,13 @@ function selectSources(sources, names) {
   }
   return sources.filter((source) => names.includes(source.name));
 }
+function sourceContext(config3, reporter, env) {
+  return {
+    reporter,
+    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
+    resolvePath: (path) => resolvePath(config3, path)
+  };
+}
 
 // src/commands/backup.ts
 var UPLOAD_CONCURRENCY = 4;
@@ -75370,11 +75378,7 @@ async function backup(config3, options, reporter, env) {
   const host = options.host ?? hostname3();
   const known = await repository.listChunks();
   const groups = /* @__PURE__ */ new Map();
-  const context = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
-    resolvePath: (path) => resolvePath(config3, path)
-  };
+  const context = sourceContext(config3, reporter, env);
   const indexSources = [];
   const results = [];
   for (const source of sources) {
@@ -75609,7 +75613,6 @@ async function readChunk(repository, opener, id, size, dedupKey) {
 
 // src/commands/restore.ts
 import { mkdir as mkdir4, readdir as readdir4, rename as rename2, stat as stat6 } from "node:fs/promises";
-import { tmpdir as tmpdir2 } from "node:os";
 import { dirname as dirname3, join as join6, resolve as resolve4 } from "node:path";
 
 // src/repository/stream-reader.ts
@@ -75663,7 +75666,7 @@ async function selectSnapshot(repository, writer, choice) {
       if (error63 instanceof IntegrityError) {
         throw new IntegrityError(
           error63.object,
-          error63.message.slice(error63.object.length + 2),
+          error63.detail,
           "pass --snapshot ID to read a snapshot whose index verifies; run `kluis check` to see every problem"
         );
       }
@@ -75708,11 +75711,7 @@ async function restore(config3, options, reporter, env) {
     groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
   }
   const opener = new ChunkOpener(readerKeys);
-  const context = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir2(),
-    resolvePath: (path) => resolve4(config3.baseDirectory, path)
-  };
+  const context = sourceContext(config3, reporter, env);
   await mkdir4(dirname3(target), { recursive: true });
   const staged = temporaryDirectory(join6(dirname3(target), ".kluis-restore-"));
   const staging = staged.path;
@@ -76175,7 +76174,7 @@ hint: ${error63.hint}` : error63.message);
 hint: ${system.hint}`);
     return;
   }
-  setFailed(error63 instanceof Error ? error63.message : String(error63));
+  setFailed(errorMessage(error63));
   if (error63 instanceof Error && error63.stack) debug(error63.stack);
 }
 

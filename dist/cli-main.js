@@ -7413,7 +7413,7 @@ import { parseArgs } from "node:util";
 
 // src/commands/backup.ts
 import { createHash as createHash7 } from "node:crypto";
-import { hostname as hostname3, tmpdir } from "node:os";
+import { hostname as hostname3 } from "node:os";
 
 // src/chunker/fastcdc.ts
 import { createHmac } from "node:crypto";
@@ -27255,11 +27255,13 @@ var StorageError = class extends KluisError {
   exitCode = 1;
 };
 var IntegrityError = class extends KluisError {
-  constructor(object2, message, hint) {
-    super(`${object2}: ${message}`, hint);
+  constructor(object2, detail, hint) {
+    super(`${object2}: ${detail}`, hint);
     this.object = object2;
+    this.detail = detail;
   }
   object;
+  detail;
   exitCode = 1;
 };
 var SourceError = class extends KluisError {
@@ -54023,7 +54025,7 @@ var ChunkOpener = class {
       if (error62 instanceof PacketFormatError && error62.message === "partial body lengths") {
         return this.openWithLibrary(message, object2);
       }
-      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorText(error62)})`);
+      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorMessage(error62)})`);
     }
     const data = packets.at(-1);
     const keyPackets = packets.slice(0, -1);
@@ -54067,7 +54069,7 @@ var ChunkOpener = class {
     try {
       parsed = await readMessage({ binaryMessage: message });
     } catch (error62) {
-      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorText(error62)})`);
+      throw new IntegrityError(object2, `is not a readable OpenPGP message (${errorMessage(error62)})`);
     }
     try {
       const result = await decrypt({
@@ -54077,15 +54079,12 @@ var ChunkOpener = class {
       });
       return Buffer.from(result.data);
     } catch (error62) {
-      if (/decryption key|session key/i.test(errorText(error62)))
+      if (/decryption key|session key/i.test(errorMessage(error62)))
         throw noMatchingKey(parsed, object2, this.decryptionKeys);
-      throw new IntegrityError(object2, `failed to decrypt (${errorText(error62)})`);
+      throw new IntegrityError(object2, `failed to decrypt (${errorMessage(error62)})`);
     }
   }
 };
-function errorText(error62) {
-  return error62 instanceof Error ? error62.message : String(error62);
-}
 
 // src/repository/chunk-codec.ts
 import { createHmac as createHmac2, timingSafeEqual as timingSafeEqual2 } from "node:crypto";
@@ -54250,7 +54249,7 @@ async function decryptAndVerify(data, decryptionKeys, writer, object2) {
       format: "binary"
     });
   } catch (error62) {
-    const text = error62 instanceof Error ? error62.message : String(error62);
+    const text = errorMessage(error62);
     if (/no decryption key|session key/i.test(text))
       throw noMatchingKey(message, object2, decryptionKeys);
     throw new IntegrityError(object2, `failed to decrypt: ${text}`);
@@ -54531,6 +54530,13 @@ function parseJson(raw, object2) {
 import { stat as stat2 } from "node:fs/promises";
 
 // src/sources/source.ts
+function onlyStream(streams, kind) {
+  const [stream] = streams;
+  if (!stream || streams.length !== 1) {
+    throw new SourceError(`expected one ${kind} stream, found ${streams.length}`);
+  }
+  return stream;
+}
 function parseFacts(schema, facts, type) {
   const parsed = schema.safeParse(facts);
   if (!parsed.success) {
@@ -55634,9 +55640,7 @@ var filesDriver = {
     };
   },
   async restore(streams, directory, facts, context) {
-    const [stream] = streams;
-    if (!stream || streams.length !== 1)
-      throw new SourceError(`expected one tar stream, found ${streams.length}`);
+    const stream = onlyStream(streams, "tar");
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message)
     });
@@ -55721,7 +55725,7 @@ var sqliteDriver = {
   },
   async restore(streams, directory, facts) {
     const expected = parseFacts(sqliteFactsSchema, facts, "sqlite");
-    const stream = single(streams);
+    const stream = onlyStream(streams, "database");
     const file2 = join4(directory, safeBaseName(expected.file));
     await pipeline(stream.data, createWriteStream(file2, { flags: "wx" }));
     const { DatabaseSync } = await sqliteModule();
@@ -55770,12 +55774,6 @@ function readFacts(database, file2, close = true) {
     if (close) database.close();
   }
 }
-function single(streams) {
-  const [stream] = streams;
-  if (!stream || streams.length !== 1)
-    throw new SourceError(`expected one database stream, found ${streams.length}`);
-  return stream;
-}
 function safeBaseName(name) {
   const base = basename(name);
   return base && base !== "." && base !== ".." ? base : "database.sqlite";
@@ -55792,6 +55790,9 @@ function driverForStored(type) {
 function driverFor(type) {
   return drivers[type];
 }
+
+// src/commands/common.ts
+import { tmpdir } from "node:os";
 
 // src/storage/open.ts
 import { isAbsolute, resolve as resolve3 } from "node:path";
@@ -55897,7 +55898,7 @@ var LocalStorage = class {
     if (error62 instanceof StorageError) return error62;
     const code = error62.code ?? "";
     const hint = code === "EACCES" || code === "EPERM" ? `check that this user may write to ${this.root}` : code === "ENOSPC" ? `free space on the disk that holds ${this.root}` : void 0;
-    const detail = error62 instanceof Error ? error62.message : String(error62);
+    const detail = errorMessage(error62);
     return new StorageError(`cannot ${operation} ${name} in ${this.root}: ${detail}`, hint);
   }
 };
@@ -55946,6 +55947,13 @@ function selectSources(sources, names) {
   }
   return sources.filter((source) => names.includes(source.name));
 }
+function sourceContext(config3, reporter, env) {
+  return {
+    reporter,
+    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
+    resolvePath: (path) => resolvePath(config3, path)
+  };
+}
 
 // src/commands/backup.ts
 var UPLOAD_CONCURRENCY = 4;
@@ -55958,11 +55966,7 @@ async function backup(config3, options2, reporter, env) {
   const host = options2.host ?? hostname3();
   const known = await repository.listChunks();
   const groups = /* @__PURE__ */ new Map();
-  const context = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
-    resolvePath: (path) => resolvePath(config3, path)
-  };
+  const context = sourceContext(config3, reporter, env);
   const indexSources = [];
   const results = [];
   for (const source of sources) {
@@ -56282,7 +56286,6 @@ async function generateKeys(options2) {
 
 // src/commands/restore.ts
 import { mkdir as mkdir4, readdir as readdir3, rename, stat as stat5 } from "node:fs/promises";
-import { tmpdir as tmpdir2 } from "node:os";
 import { dirname as dirname3, join as join7, resolve as resolve4 } from "node:path";
 
 // src/repository/stream-reader.ts
@@ -56336,7 +56339,7 @@ async function selectSnapshot(repository, writer, choice) {
       if (error62 instanceof IntegrityError) {
         throw new IntegrityError(
           error62.object,
-          error62.message.slice(error62.object.length + 2),
+          error62.detail,
           "pass --snapshot ID to read a snapshot whose index verifies; run `kluis check` to see every problem"
         );
       }
@@ -56381,11 +56384,7 @@ async function restore(config3, options2, reporter, env) {
     groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
   }
   const opener = new ChunkOpener(readerKeys);
-  const context = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir2(),
-    resolvePath: (path) => resolve4(config3.baseDirectory, path)
-  };
+  const context = sourceContext(config3, reporter, env);
   await mkdir4(dirname3(target), { recursive: true });
   const staged = temporaryDirectory(join7(dirname3(target), ".kluis-restore-"));
   const staging = staged.path;
@@ -56774,7 +56773,7 @@ function reportError(error62, io, env) {
 `);
     return 1;
   }
-  const message = error62 instanceof Error ? error62.message : String(error62);
+  const message = errorMessage(error62);
   io.stderr(`kluis: unexpected error: ${message}
 `);
   if (env.KLUIS_DEBUG && error62 instanceof Error && error62.stack) io.stderr(`${error62.stack}

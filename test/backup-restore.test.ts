@@ -45,7 +45,7 @@ describe('backup and restore with the example configuration', () => {
     expect(result.sources.map((s: { name: string }) => s.name)).toEqual(['app-db', 'uploads'])
 
     const restored = await project.run(['restore', '--target', 'out', '--key', 'keys/reader.key'])
-    expect(restored.stderr).toBe(restored.stderr.replace(/kluis:/, 'X')) // no error line
+    expect(restored.stderr).not.toContain('kluis:') // no error line
     expect(restored.code).toBe(0)
 
     const out = join(project.dir, 'out')

@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { describeSystemError, KluisError } from '../core/errors.js'
+import { describeSystemError, errorMessage, KluisError } from '../core/errors.js'
 import { runCommand } from './commands.js'
 import { readInputs } from './inputs.js'
 import { outputsFor } from './outputs.js'
@@ -48,6 +48,6 @@ function fail(error: unknown): void {
     return
   }
   // Not ours: the message only. The stack goes to the debug log (shown with step debugging).
-  core.setFailed(error instanceof Error ? error.message : String(error))
+  core.setFailed(errorMessage(error))
   if (error instanceof Error && error.stack) core.debug(error.stack)
 }

@@ -6,7 +6,7 @@ import { generateKeys } from '../commands/keys.js'
 import { restore } from '../commands/restore.js'
 import { listSnapshots } from '../commands/snapshots.js'
 import { loadConfig } from '../config/config.js'
-import { ConfigError, describeSystemError, KluisError } from '../core/errors.js'
+import { ConfigError, describeSystemError, errorMessage, KluisError } from '../core/errors.js'
 import { formatBytes, formatDuration, formatTime, textTable } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { parseTimestamp } from '../core/time.js'
@@ -290,7 +290,7 @@ function reportError(error: unknown, io: CliIO, env: NodeJS.ProcessEnv): number 
     io.stderr(`kluis: ${system.message}\n  hint: ${system.hint}\n`)
     return 1
   }
-  const message = error instanceof Error ? error.message : String(error)
+  const message = errorMessage(error)
   io.stderr(`kluis: unexpected error: ${message}\n`)
   if (env.KLUIS_DEBUG && error instanceof Error && error.stack) io.stderr(`${error.stack}\n`)
   else

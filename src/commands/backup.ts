@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { hostname, tmpdir } from 'node:os'
+import { hostname } from 'node:os'
 import { Chunker, gearTable } from '../chunker/fastcdc.js'
-import { type KluisConfig, resolvePath, type SourceConfig, sourceGroup } from '../config/config.js'
+import { type KluisConfig, type SourceConfig, sourceGroup } from '../config/config.js'
 import { loadReaderKeys, loadWriterKey } from '../config/key-material.js'
 import { TaskPool } from '../core/concurrency.js'
 import type { Reporter } from '../core/reporter.js'
@@ -18,7 +18,7 @@ import {
 import { newSnapshotId, type Repository } from '../repository/repository.js'
 import { driverFor } from '../sources/drivers.js'
 import type { SourceContext } from '../sources/source.js'
-import { openRepository, selectSources } from './common.js'
+import { openRepository, selectSources, sourceContext } from './common.js'
 
 export interface BackupOptions {
   /** Only these sources (all when empty). */
@@ -80,11 +80,7 @@ export async function backup(
   const host = options.host ?? hostname()
   const known = await repository.listChunks()
   const groups = new Map<string, GroupWriter>()
-  const context: SourceContext = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
-    resolvePath: (path) => resolvePath(config, path),
-  }
+  const context = sourceContext(config, reporter, env)
 
   const indexSources: SnapshotIndex['sources'] = []
   const results: SourceBackupResult[] = []

@@ -1,6 +1,9 @@
-import type { KluisConfig, SourceConfig } from '../config/config.js'
+import { tmpdir } from 'node:os'
+import { type KluisConfig, resolvePath, type SourceConfig } from '../config/config.js'
 import { ConfigError } from '../core/errors.js'
+import type { Reporter } from '../core/reporter.js'
 import { Repository } from '../repository/repository.js'
+import type { SourceContext } from '../sources/source.js'
 import { openStorage } from '../storage/open.js'
 
 export async function openRepository(config: KluisConfig): Promise<Repository> {
@@ -21,4 +24,17 @@ export function selectSources(
     )
   }
   return sources.filter((source) => names.includes(source.name))
+}
+
+/** What sources need from the run: where to report, temporary files, the config's folder. */
+export function sourceContext(
+  config: KluisConfig,
+  reporter: Reporter,
+  env: NodeJS.ProcessEnv,
+): SourceContext {
+  return {
+    reporter,
+    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
+    resolvePath: (path) => resolvePath(config, path),
+  }
 }

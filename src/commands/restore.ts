@@ -1,5 +1,4 @@
 import { mkdir, readdir, rename, stat } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { KluisConfig } from '../config/config.js'
 import { loadReaderPrivateKeys, loadWriterPublicKey } from '../config/key-material.js'
@@ -10,8 +9,8 @@ import { ChunkOpener } from '../crypto/chunk-cipher.js'
 import { objectNames, type SnapshotManifest } from '../repository/format.js'
 import { readStream } from '../repository/stream-reader.js'
 import { driverForStored } from '../sources/drivers.js'
-import type { SourceContext, SourceStream } from '../sources/source.js'
-import { openRepository } from './common.js'
+import type { SourceStream } from '../sources/source.js'
+import { openRepository, sourceContext } from './common.js'
 import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
 
 export interface RestoreOptions extends SnapshotChoice {
@@ -65,11 +64,7 @@ export async function restore(
     groups.set(group, { manifest, dedupKey: Buffer.from(manifest.dedupKey, 'base64') })
   }
   const opener = new ChunkOpener(readerKeys)
-  const context: SourceContext = {
-    reporter,
-    temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
-    resolvePath: (path) => resolve(config.baseDirectory, path),
-  }
+  const context = sourceContext(config, reporter, env)
   await mkdir(dirname(target), { recursive: true })
   const staged = temporaryDirectory(join(dirname(target), '.kluis-restore-'))
   const staging = staged.path

@@ -47,7 +47,7 @@ export async function selectSnapshot(
       if (error instanceof IntegrityError) {
         throw new IntegrityError(
           error.object,
-          error.message.slice(error.object.length + 2),
+          error.detail,
           'pass --snapshot ID to read a snapshot whose index verifies; run `kluis check` to see every problem',
         )
       }

@@ -35,10 +35,11 @@ export class IntegrityError extends KluisError {
   readonly exitCode = 1
   constructor(
     readonly object: string,
-    message: string,
+    /** What is wrong with the object, without its name. */
+    readonly detail: string,
     hint?: string,
   ) {
-    super(`${object}: ${message}`, hint)
+    super(`${object}: ${detail}`, hint)
   }
 }
 

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import * as openpgp from 'openpgp'
-import { IntegrityError } from '../core/errors.js'
+import { errorMessage, IntegrityError } from '../core/errors.js'
 import { noMatchingKey } from './key-errors.js'
 import type { PrivateKey, PublicKey } from './keys.js'
 import { PacketFormatError, PacketTag, parsePackets } from './packets.js'
@@ -56,7 +56,7 @@ export class ChunkOpener {
       if (error instanceof PacketFormatError && error.message === 'partial body lengths') {
         return this.openWithLibrary(message, object)
       }
-      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorText(error)})`)
+      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorMessage(error)})`)
     }
     const data = packets.at(-1)
     const keyPackets = packets.slice(0, -1)
@@ -108,7 +108,7 @@ export class ChunkOpener {
     try {
       parsed = await openpgp.readMessage({ binaryMessage: message })
     } catch (error) {
-      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorText(error)})`)
+      throw new IntegrityError(object, `is not a readable OpenPGP message (${errorMessage(error)})`)
     }
     try {
       const result = await openpgp.decrypt({
@@ -118,13 +118,9 @@ export class ChunkOpener {
       })
       return Buffer.from(result.data)
     } catch (error) {
-      if (/decryption key|session key/i.test(errorText(error)))
+      if (/decryption key|session key/i.test(errorMessage(error)))
         throw noMatchingKey(parsed, object, this.decryptionKeys)
-      throw new IntegrityError(object, `failed to decrypt (${errorText(error)})`)
+      throw new IntegrityError(object, `failed to decrypt (${errorMessage(error)})`)
     }
   }
-}
-
-function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error)
 }

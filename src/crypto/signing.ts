@@ -1,5 +1,5 @@
 import * as openpgp from 'openpgp'
-import { IntegrityError } from '../core/errors.js'
+import { errorMessage, IntegrityError } from '../core/errors.js'
 import { noMatchingKey } from './key-errors.js'
 import type { PrivateKey, PublicKey } from './keys.js'
 
@@ -69,7 +69,7 @@ export async function decryptAndVerify(
       format: 'binary',
     })
   } catch (error) {
-    const text = error instanceof Error ? error.message : String(error)
+    const text = errorMessage(error)
     if (/no decryption key|session key/i.test(text))
       throw noMatchingKey(message, object, decryptionKeys)
     throw new IntegrityError(object, `failed to decrypt: ${text}`)

@@ -2,7 +2,13 @@ import { stat } from 'node:fs/promises'
 import { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
-import { parseFacts, type RestoreSummary, type SourceDriver, type SourceReading } from './source.js'
+import {
+  onlyStream,
+  parseFacts,
+  type RestoreSummary,
+  type SourceDriver,
+  type SourceReading,
+} from './source.js'
 import { extractTar } from './tar/reader.js'
 import type { TarFact } from './tar/types.js'
 import { tarDirectory } from './tar/writer.js'
@@ -58,9 +64,7 @@ export const filesDriver: SourceDriver<FilesConfig> = {
   },
 
   async restore(streams, directory, facts, context): Promise<RestoreSummary> {
-    const [stream] = streams
-    if (!stream || streams.length !== 1)
-      throw new SourceError(`expected one tar stream, found ${streams.length}`)
+    const stream = onlyStream(streams, 'tar')
     const restored = await extractTar(stream.data, directory, {
       onWarning: (message) => context.reporter.warn(message),
     })

@@ -1,6 +1,6 @@
 import type { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
-import { IntegrityError } from '../core/errors.js'
+import { IntegrityError, SourceError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 
 /** A byte stream a source produces at backup and consumes at restore. */
@@ -44,6 +44,15 @@ export interface SourceDriver<C extends SourceConfig = SourceConfig> {
 export interface RestoreSummary {
   /** What was restored, for the user (e.g. "app.db, 3 tables" or "120 files"). */
   description: string
+}
+
+/** The single stream of a source kind that writes one (sqlite, files). */
+export function onlyStream(streams: SourceStream[], kind: string): SourceStream {
+  const [stream] = streams
+  if (!stream || streams.length !== 1) {
+    throw new SourceError(`expected one ${kind} stream, found ${streams.length}`)
+  }
+  return stream
 }
 
 /**

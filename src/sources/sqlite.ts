@@ -7,11 +7,11 @@ import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
 import { temporaryDirectory } from '../core/interrupt.js'
 import {
+  onlyStream,
   parseFacts,
   type RestoreSummary,
   type SourceDriver,
   type SourceReading,
-  type SourceStream,
 } from './source.js'
 
 type SqliteConfig = Extract<SourceConfig, { type: 'sqlite' }>
@@ -75,7 +75,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
 
   async restore(streams, directory, facts): Promise<RestoreSummary> {
     const expected = parseFacts(sqliteFactsSchema, facts, 'sqlite')
-    const stream = single(streams)
+    const stream = onlyStream(streams, 'database')
     const file = join(directory, safeBaseName(expected.file))
     await pipeline(stream.data, createWriteStream(file, { flags: 'wx' }))
     const { DatabaseSync } = await sqliteModule()
@@ -132,13 +132,6 @@ function readFacts(
   } finally {
     if (close) database.close()
   }
-}
-
-function single(streams: SourceStream[]): SourceStream {
-  const [stream] = streams
-  if (!stream || streams.length !== 1)
-    throw new SourceError(`expected one database stream, found ${streams.length}`)
-  return stream
 }
 
 /** The manifest comes from a signed snapshot, but a file name is still never a path. */

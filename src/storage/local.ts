@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
 import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
-import { StorageError } from '../core/errors.js'
+import { errorMessage, StorageError } from '../core/errors.js'
 import { ObjectNotFoundError, type StorageBackend, type StoredObject } from './storage.js'
 
 /**
@@ -118,7 +118,7 @@ export class LocalStorage implements StorageBackend {
         : code === 'ENOSPC'
           ? `free space on the disk that holds ${this.root}`
           : undefined
-    const detail = error instanceof Error ? error.message : String(error)
+    const detail = errorMessage(error)
     return new StorageError(`cannot ${operation} ${name} in ${this.root}: ${detail}`, hint)
   }
 }
