@@ -3672,8 +3672,8 @@ var require_webidl = __commonJS({
       return new TypeError(`${message.header}: ${message.message}`);
     };
     webidl.errors.conversionFailed = function(context) {
-      const plural2 = context.types.length === 1 ? "" : " one of";
-      const message = `${context.argument} could not be converted to${plural2}: ${context.types.join(", ")}.`;
+      const plural3 = context.types.length === 1 ? "" : " one of";
+      const message = `${context.argument} could not be converted to${plural3}: ${context.types.join(", ")}.`;
       return webidl.errors.exception({
         header: context.prefix,
         message
@@ -5789,7 +5789,7 @@ var require_client_h1 = __commonJS({
       kResume,
       kHTTPContext
     } = require_symbols();
-    var constants7 = require_constants2();
+    var constants8 = require_constants2();
     var EMPTY_BUF = Buffer.alloc(0);
     var FastBuffer = Buffer[Symbol.species];
     var addListener = util2.addListener;
@@ -5864,7 +5864,7 @@ var require_client_h1 = __commonJS({
       constructor(client, socket, { exports: exports2 }) {
         assert2(Number.isFinite(client[kMaxHeadersSize]) && client[kMaxHeadersSize] > 0);
         this.llhttp = exports2;
-        this.ptr = this.llhttp.llhttp_alloc(constants7.TYPE.RESPONSE);
+        this.ptr = this.llhttp.llhttp_alloc(constants8.TYPE.RESPONSE);
         this.client = client;
         this.socket = socket;
         this.timeout = null;
@@ -5959,11 +5959,11 @@ var require_client_h1 = __commonJS({
             currentBufferRef = null;
           }
           const offset = llhttp.llhttp_get_error_pos(this.ptr) - currentBufferPtr;
-          if (ret !== constants7.ERROR.OK) {
+          if (ret !== constants8.ERROR.OK) {
             const body = data.subarray(offset);
-            if (ret === constants7.ERROR.PAUSED_UPGRADE) {
+            if (ret === constants8.ERROR.PAUSED_UPGRADE) {
               this.onUpgrade(body);
-            } else if (ret === constants7.ERROR.PAUSED) {
+            } else if (ret === constants8.ERROR.PAUSED) {
               this.paused = true;
               socket.unshift(body);
             } else {
@@ -5986,10 +5986,10 @@ var require_client_h1 = __commonJS({
         } finally {
           currentParser = null;
         }
-        if (ret === constants7.ERROR.OK) {
+        if (ret === constants8.ERROR.OK) {
           return null;
         }
-        if (ret === constants7.ERROR.PAUSED || ret === constants7.ERROR.PAUSED_UPGRADE) {
+        if (ret === constants8.ERROR.PAUSED || ret === constants8.ERROR.PAUSED_UPGRADE) {
           this.paused = true;
           return null;
         }
@@ -6006,7 +6006,7 @@ var require_client_h1 = __commonJS({
           const len = new Uint8Array(llhttp.memory.buffer, ptr).indexOf(0);
           message = "Response does not match the HTTP/1.1 protocol (" + Buffer.from(llhttp.memory.buffer, ptr, len).toString() + ")";
         }
-        return new HTTPParserError(message, constants7.ERROR[ret], data);
+        return new HTTPParserError(message, constants8.ERROR[ret], data);
       }
       destroy() {
         assert2(this.ptr != null);
@@ -6186,7 +6186,7 @@ var require_client_h1 = __commonJS({
           socket[kBlocking] = false;
           client[kResume]();
         }
-        return pause ? constants7.ERROR.PAUSED : 0;
+        return pause ? constants8.ERROR.PAUSED : 0;
       }
       onBody(buf) {
         const { client, socket, statusCode, maxResponseSize } = this;
@@ -6208,7 +6208,7 @@ var require_client_h1 = __commonJS({
         }
         this.bytesRead += buf.length;
         if (request.onData(buf) === false) {
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         }
       }
       onMessageComplete() {
@@ -6244,13 +6244,13 @@ var require_client_h1 = __commonJS({
         if (socket[kWriting]) {
           assert2(client[kRunning] === 0);
           util2.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (!shouldKeepAlive) {
           util2.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (socket[kReset] && client[kRunning] === 0) {
           util2.destroy(socket, new InformationalError("reset"));
-          return constants7.ERROR.PAUSED;
+          return constants8.ERROR.PAUSED;
         } else if (client[kPipelining] == null || client[kPipelining] === 1) {
           setImmediate(() => client[kResume]());
         } else {
@@ -6871,7 +6871,7 @@ var require_client_h2 = __commonJS({
     "use strict";
     var assert2 = __require("node:assert");
     var { errorMonitor } = __require("node:events");
-    var { pipeline: pipeline2 } = __require("node:stream");
+    var { pipeline: pipeline4 } = __require("node:stream");
     var util2 = require_util();
     var {
       RequestContentLengthMismatchError,
@@ -7350,7 +7350,7 @@ var require_client_h2 = __commonJS({
     }
     function writeStream(abort, socket, expectsPayload, h2stream, body, client, request, contentLength) {
       assert2(contentLength !== 0 || client[kRunning] === 0, "stream body cannot be pipelined");
-      const pipe3 = pipeline2(
+      const pipe3 = pipeline4(
         body,
         h2stream,
         (err2) => {
@@ -10395,7 +10395,7 @@ var require_api_pipeline = __commonJS({
         util2.destroy(ret, err2);
       }
     };
-    function pipeline2(opts, handler) {
+    function pipeline4(opts, handler) {
       try {
         const pipelineHandler = new PipelineHandler(opts, handler);
         this.dispatch({ ...opts, body: pipelineHandler.req }, pipelineHandler);
@@ -10404,7 +10404,7 @@ var require_api_pipeline = __commonJS({
         return new PassThrough().destroy(err2);
       }
     }
-    module.exports = pipeline2;
+    module.exports = pipeline4;
   }
 });
 
@@ -11117,7 +11117,7 @@ var require_mock_interceptor = __commonJS({
 var require_mock_client = __commonJS({
   "node_modules/undici/lib/mock/mock-client.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify: promisify3 } = __require("node:util");
     var Client = require_client();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11157,7 +11157,7 @@ var require_mock_client = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify3(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11170,7 +11170,7 @@ var require_mock_client = __commonJS({
 var require_mock_pool = __commonJS({
   "node_modules/undici/lib/mock/mock-pool.js"(exports, module) {
     "use strict";
-    var { promisify: promisify2 } = __require("node:util");
+    var { promisify: promisify3 } = __require("node:util");
     var Pool = require_pool();
     var { buildMockDispatch } = require_mock_utils();
     var {
@@ -11210,7 +11210,7 @@ var require_mock_pool = __commonJS({
         return new MockInterceptor(opts, this[kDispatches]);
       }
       async [kClose]() {
-        await promisify2(this[kOriginalClose])();
+        await promisify3(this[kOriginalClose])();
         this[kConnected] = 0;
         this[kMockAgent][Symbols.kClients].delete(this[kOrigin]);
       }
@@ -11236,9 +11236,9 @@ var require_pluralizer = __commonJS({
       this: "these"
     };
     module.exports = class Pluralizer {
-      constructor(singular, plural2) {
+      constructor(singular, plural3) {
         this.singular = singular;
-        this.plural = plural2;
+        this.plural = plural3;
       }
       pluralize(count) {
         const one2 = count === 1;
@@ -12040,10 +12040,10 @@ var require_headers = __commonJS({
         const lowercaseName = isLowerCase ? name : name.toLowerCase();
         const exists2 = this[kHeadersMap].get(lowercaseName);
         if (exists2) {
-          const delimiter = lowercaseName === "cookie" ? "; " : ", ";
+          const delimiter2 = lowercaseName === "cookie" ? "; " : ", ";
           this[kHeadersMap].set(lowercaseName, {
             name: exists2.name,
-            value: `${exists2.value}${delimiter}${value}`
+            value: `${exists2.value}${delimiter2}${value}`
           });
         } else {
           this[kHeadersMap].set(lowercaseName, { name, value });
@@ -13569,7 +13569,7 @@ var require_fetch = __commonJS({
       subresourceSet
     } = require_constants3();
     var EE = __require("node:events");
-    var { Readable, pipeline: pipeline2, finished } = __require("node:stream");
+    var { Readable, pipeline: pipeline4, finished } = __require("node:stream");
     var { addAbortListener, isErrored, isReadable, bufferToLowerCasedHeaderName } = require_util();
     var { dataURLProcessor, serializeAMimeType, minimizeSupportedMimeType } = require_data_url();
     var { getGlobalDispatcher } = require_global2();
@@ -14514,7 +14514,7 @@ var require_fetch = __commonJS({
                 status,
                 statusText,
                 headersList,
-                body: decoders.length ? pipeline2(this.body, ...decoders, (err2) => {
+                body: decoders.length ? pipeline4(this.body, ...decoders, (err2) => {
                   if (err2) {
                     this.onError(err2);
                   }
@@ -18715,7 +18715,7 @@ ${value}`;
 var require_eventsource = __commonJS({
   "node_modules/undici/lib/web/eventsource/eventsource.js"(exports, module) {
     "use strict";
-    var { pipeline: pipeline2 } = __require("node:stream");
+    var { pipeline: pipeline4 } = __require("node:stream");
     var { fetching } = require_fetch();
     var { makeRequest } = require_request2();
     var { webidl } = require_webidl();
@@ -18730,7 +18730,7 @@ var require_eventsource = __commonJS({
     var experimentalWarned = false;
     var defaultReconnectionTime = 3e3;
     var CONNECTING = 0;
-    var OPEN = 1;
+    var OPEN2 = 1;
     var CLOSED = 2;
     var ANONYMOUS = "anonymous";
     var USE_CREDENTIALS = "use-credentials";
@@ -18862,7 +18862,7 @@ var require_eventsource = __commonJS({
             this.dispatchEvent(new Event("error"));
             return;
           }
-          this.#readyState = OPEN;
+          this.#readyState = OPEN2;
           this.dispatchEvent(new Event("open"));
           this.#state.origin = response.urlList[response.urlList.length - 1].origin;
           const eventSourceStream = new EventSourceStream({
@@ -18875,7 +18875,7 @@ var require_eventsource = __commonJS({
               ));
             }
           });
-          pipeline2(
+          pipeline4(
             response.body.stream,
             eventSourceStream,
             (error63) => {
@@ -18969,7 +18969,7 @@ var require_eventsource = __commonJS({
         __proto__: null,
         configurable: false,
         enumerable: true,
-        value: OPEN,
+        value: OPEN2,
         writable: false
       },
       CLOSED: {
@@ -26510,17 +26510,17 @@ function toCommandProperties(annotationProperties) {
 }
 
 // node_modules/@actions/core/lib/command.js
-function issueCommand(command, properties, message) {
-  const cmd = new Command(command, properties, message);
+function issueCommand(command2, properties, message) {
+  const cmd = new Command(command2, properties, message);
   process.stdout.write(cmd.toString() + os.EOL);
 }
 var CMD_STRING = "::";
 var Command = class {
-  constructor(command, properties, message) {
-    if (!command) {
-      command = "missing.command";
+  constructor(command2, properties, message) {
+    if (!command2) {
+      command2 = "missing.command";
     }
-    this.command = command;
+    this.command = command2;
     this.properties = properties;
     this.message = message;
   }
@@ -26558,10 +26558,10 @@ function escapeProperty(s) {
 import * as crypto2 from "crypto";
 import * as fs from "fs";
 import * as os2 from "os";
-function issueFileCommand(command, message) {
-  const filePath = process.env[`GITHUB_${command}`];
+function issueFileCommand(command2, message) {
+  const filePath = process.env[`GITHUB_${command2}`];
   if (!filePath) {
-    throw new Error(`Unable to find environment variable for file command ${command}`);
+    throw new Error(`Unable to find environment variable for file command ${command2}`);
   }
   if (!fs.existsSync(filePath)) {
     throw new Error(`Missing file at path: ${filePath}`);
@@ -26571,15 +26571,15 @@ function issueFileCommand(command, message) {
   });
 }
 function prepareKeyValueMessage(key, value) {
-  const delimiter = `ghadelimiter_${crypto2.randomUUID()}`;
+  const delimiter2 = `ghadelimiter_${crypto2.randomUUID()}`;
   const convertedValue = toCommandValue(value);
-  if (key.includes(delimiter)) {
-    throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter}"`);
+  if (key.includes(delimiter2)) {
+    throw new Error(`Unexpected input: name should not contain the delimiter "${delimiter2}"`);
   }
-  if (convertedValue.includes(delimiter)) {
-    throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter}"`);
+  if (convertedValue.includes(delimiter2)) {
+    throw new Error(`Unexpected input: value should not contain the delimiter "${delimiter2}"`);
   }
-  return `${key}<<${delimiter}${os2.EOL}${convertedValue}${os2.EOL}${delimiter}`;
+  return `${key}<<${delimiter2}${os2.EOL}${convertedValue}${os2.EOL}${delimiter2}`;
 }
 
 // node_modules/@actions/core/lib/core.js
@@ -27003,6 +27003,11 @@ function info(message) {
 import { mkdtempSync, rmSync } from "node:fs";
 import { rm as rm2 } from "node:fs/promises";
 var temporaryPaths = /* @__PURE__ */ new Set();
+var childProcesses = /* @__PURE__ */ new Set();
+function trackChildProcess(child) {
+  childProcesses.add(child);
+  return () => childProcesses.delete(child);
+}
 function temporaryDirectory(prefix) {
   const path = mkdtempSync(prefix);
   temporaryPaths.add(path);
@@ -27015,6 +27020,8 @@ function temporaryDirectory(prefix) {
   };
 }
 function cleanUpAfterInterrupt() {
+  for (const child of childProcesses) child.kill("SIGKILL");
+  childProcesses.clear();
   for (const path of temporaryPaths) {
     try {
       rmSync(path, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
@@ -27037,165 +27044,6 @@ function exitCleanlyOnSignals(say) {
     });
   }
 }
-
-// src/core/errors.ts
-var KluisError = class extends Error {
-  /** What the user can do about it, shown after the message. */
-  hint;
-  constructor(message, hint) {
-    super(message);
-    this.name = new.target.name;
-    this.hint = hint;
-  }
-};
-var ConfigError = class extends KluisError {
-  exitCode = 2;
-};
-var KeyError = class extends KluisError {
-  exitCode = 1;
-};
-var StorageError = class extends KluisError {
-  exitCode = 1;
-};
-var IntegrityError = class extends KluisError {
-  constructor(object2, detail, hint) {
-    super(`${object2}: ${detail}`, hint);
-    this.object = object2;
-    this.detail = detail;
-  }
-  object;
-  detail;
-  exitCode = 1;
-};
-var SourceError = class extends KluisError {
-  exitCode = 1;
-};
-var RefusedError = class extends KluisError {
-  exitCode = 1;
-};
-function errorMessage(error63) {
-  return error63 instanceof Error ? error63.message : String(error63);
-}
-var systemErrors = {
-  EACCES: ["permission denied", "check that this user may read (or write) it"],
-  EPERM: ["operation not permitted", "check that this user may read (or write) it"],
-  ENOSPC: ["no space left on the device", "free space, or set KLUIS_TMPDIR to a larger disk"],
-  EDQUOT: ["disk quota exceeded", "free space, or set KLUIS_TMPDIR to a larger disk"],
-  EROFS: ["the file system is read-only", "choose a writable location"],
-  ENOENT: ["no such file or directory", "check the path"],
-  ENOTDIR: ["a part of the path is not a directory", "check the path"],
-  EMFILE: ["too many open files", "raise the limit (ulimit -n)"],
-  EIO: ["input/output error", "check the disk"]
-};
-function describeSystemError(error63) {
-  const { code, path, syscall } = error63 ?? {};
-  const known = code ? systemErrors[code] : void 0;
-  if (!known) return void 0;
-  const what = path ? `cannot ${syscall ?? "access"} ${path}` : `${syscall ?? "a system call"} failed`;
-  return { message: `${what}: ${known[0]} (${code})`, hint: known[1] };
-}
-
-// src/commands/backup.ts
-import { createHash as createHash7 } from "node:crypto";
-import { hostname as hostname3 } from "node:os";
-
-// src/chunker/fastcdc.ts
-import { createHmac } from "node:crypto";
-var defaultChunkerParameters = {
-  min: 512 * 1024,
-  avg: 1024 * 1024,
-  max: 8 * 1024 * 1024
-};
-function gearTable(secret) {
-  const table = new Int32Array(256);
-  for (let i2 = 0; i2 < 256; i2++) {
-    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readInt32BE(0);
-  }
-  return table;
-}
-function highMask(bits2) {
-  return 4294967295 << 32 - bits2 | 0;
-}
-function validateParameters(p) {
-  const isPow2 = (n) => Number.isInteger(n) && n > 0 && (n & n - 1) === 0;
-  if (!isPow2(p.avg)) return "avg must be a power of two";
-  if (!(p.min >= 64 && p.min < p.avg && p.avg < p.max))
-    return "sizes must satisfy 64 <= min < avg < max";
-  if (p.max > 64 * 1024 * 1024) return "max must be at most 64 MiB";
-  return void 0;
-}
-var Chunker = class {
-  constructor(gear, params) {
-    this.gear = gear;
-    this.params = params;
-    const bits2 = Math.log2(params.avg);
-    this.maskStrict = highMask(bits2 + 2);
-    this.maskLoose = highMask(bits2 - 2);
-  }
-  gear;
-  params;
-  maskStrict;
-  maskLoose;
-  /** Length of the first chunk of `data` (data.length when the data ends before a cut). */
-  cut(data) {
-    const { min, avg, max: max2 } = this.params;
-    let end = data.length;
-    if (end <= min) return end;
-    if (end > max2) end = max2;
-    const normal = Math.min(end, avg);
-    const { gear, maskStrict, maskLoose } = this;
-    let hash2 = 0;
-    let i2 = min;
-    for (; i2 < normal; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
-      if ((hash2 & maskStrict) === 0) return i2 + 1;
-    }
-    for (; i2 < end; i2++) {
-      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
-      if ((hash2 & maskLoose) === 0) return i2 + 1;
-    }
-    return end;
-  }
-  /**
-   * Splits a byte stream into chunks. Gathers a few average chunks' worth of bytes, then yields
-   * every chunk whose end is already certain: a cut found before the end of the data at hand is
-   * the cut the whole stream would give, since a cut depends only on the bytes before it. Only
-   * the undecided tail is carried over, so each byte is copied about once, and a chunk in flight
-   * keeps only a small parent buffer alive. When no cut is found, the next attempt waits for
-   * twice as much data (up to `max`), so a long chunk is not rescanned piece by piece.
-   */
-  async *chunks(source) {
-    const { avg, max: max2 } = this.params;
-    const gather = Math.min(max2, 2 * avg);
-    let pending = [];
-    let pendingLength = 0;
-    let wanted = gather;
-    for await (const piece of source) {
-      if (piece.length === 0) continue;
-      pending.push(
-        Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length)
-      );
-      pendingLength += piece.length;
-      if (pendingLength < wanted) continue;
-      let buffer = Buffer.concat(pending, pendingLength);
-      for (; ; ) {
-        const length = this.cut(buffer);
-        if (length === buffer.length && length < max2) break;
-        yield buffer.subarray(0, length);
-        buffer = buffer.subarray(length);
-      }
-      pending = buffer.length > 0 ? [buffer] : [];
-      pendingLength = buffer.length;
-      wanted = Math.min(max2, Math.max(gather, 2 * pendingLength));
-    }
-    let rest = Buffer.concat(pending, pendingLength);
-    while (rest.length > 0) {
-      const length = this.cut(rest);
-      yield rest.subarray(0, length);
-      rest = rest.subarray(length);
-    }
-  }
-};
 
 // src/config/config.ts
 var import_yaml = __toESM(require_dist(), 1);
@@ -29212,8 +29060,8 @@ function emoji() {
 }
 var ipv4 = /^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\.){3}(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])$/;
 var ipv6 = /^(([0-9a-fA-F]{1,4}:){7}[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,7}:|([0-9a-fA-F]{1,4}:){1,6}:[0-9a-fA-F]{1,4}|([0-9a-fA-F]{1,4}:){1,5}(:[0-9a-fA-F]{1,4}){1,2}|([0-9a-fA-F]{1,4}:){1,4}(:[0-9a-fA-F]{1,4}){1,3}|([0-9a-fA-F]{1,4}:){1,3}(:[0-9a-fA-F]{1,4}){1,4}|([0-9a-fA-F]{1,4}:){1,2}(:[0-9a-fA-F]{1,4}){1,5}|[0-9a-fA-F]{1,4}:((:[0-9a-fA-F]{1,4}){1,6})|:((:[0-9a-fA-F]{1,4}){1,7}|:))$/;
-var mac = (delimiter) => {
-  const escapedDelim = escapeRegex(delimiter ?? ":");
+var mac = (delimiter2) => {
+  const escapedDelim = escapeRegex(delimiter2 ?? ":");
   return new RegExp(`^(?:[0-9A-F]{2}${escapedDelim}){5}[0-9A-F]{2}$|^(?:[0-9a-f]{2}${escapedDelim}){5}[0-9a-f]{2}$`);
 };
 var cidrv4 = /^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])\/([0-9]|[1-2][0-9]|3[0-2])$/;
@@ -37913,8 +37761,8 @@ var error44 = () => {
       case "not_multiple_of":
         return `N\xFAmero inv\xE1lido: deve ser m\xFAltiplo de ${issue3.divisor}`;
       case "unrecognized_keys": {
-        const plural2 = issue3.keys.length > 1 ? "s" : "";
-        return `Chave${plural2} inv\xE1lida${plural2}: ${joinValues(issue3.keys, ", ")}`;
+        const plural3 = issue3.keys.length > 1 ? "s" : "";
+        return `Chave${plural3} inv\xE1lida${plural3}: ${joinValues(issue3.keys, ", ")}`;
       }
       case "invalid_key":
         return `Entrada inv\xE1lida n${translateOriginWithArticle(issue3.origin, "definite")}`;
@@ -38058,8 +37906,8 @@ var error45 = () => {
       case "not_multiple_of":
         return `N\xFAmero inv\xE1lido: deve ser m\xFAltiplo de ${issue3.divisor}`;
       case "unrecognized_keys": {
-        const plural2 = issue3.keys.length > 1 ? "s" : "";
-        return `Chave${plural2} inv\xE1lida${plural2}: ${joinValues(issue3.keys, ", ")}`;
+        const plural3 = issue3.keys.length > 1 ? "s" : "";
+        return `Chave${plural3} inv\xE1lida${plural3}: ${joinValues(issue3.keys, ", ")}`;
       }
       case "invalid_key":
         return `Entrada inv\xE1lida n${translateOriginWithArticle(issue3.origin, "definite")}`;
@@ -46919,6 +46767,63 @@ function date4(params) {
   return _coercedDate(ZodDate, params);
 }
 
+// src/core/errors.ts
+var KluisError = class extends Error {
+  /** What the user can do about it, shown after the message. */
+  hint;
+  constructor(message, hint) {
+    super(message);
+    this.name = new.target.name;
+    this.hint = hint;
+  }
+};
+var ConfigError = class extends KluisError {
+  exitCode = 2;
+};
+var KeyError = class extends KluisError {
+  exitCode = 1;
+};
+var StorageError = class extends KluisError {
+  exitCode = 1;
+};
+var IntegrityError = class extends KluisError {
+  constructor(object2, detail, hint) {
+    super(`${object2}: ${detail}`, hint);
+    this.object = object2;
+    this.detail = detail;
+  }
+  object;
+  detail;
+  exitCode = 1;
+};
+var SourceError = class extends KluisError {
+  exitCode = 1;
+};
+var RefusedError = class extends KluisError {
+  exitCode = 1;
+};
+function errorMessage(error63) {
+  return error63 instanceof Error ? error63.message : String(error63);
+}
+var systemErrors = {
+  EACCES: ["permission denied", "check that this user may read (or write) it"],
+  EPERM: ["operation not permitted", "check that this user may read (or write) it"],
+  ENOSPC: ["no space left on the device", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EDQUOT: ["disk quota exceeded", "free space, or set KLUIS_TMPDIR to a larger disk"],
+  EROFS: ["the file system is read-only", "choose a writable location"],
+  ENOENT: ["no such file or directory", "check the path"],
+  ENOTDIR: ["a part of the path is not a directory", "check the path"],
+  EMFILE: ["too many open files", "raise the limit (ulimit -n)"],
+  EIO: ["input/output error", "check the disk"]
+};
+function describeSystemError(error63) {
+  const { code, path, syscall } = error63 ?? {};
+  const known = code ? systemErrors[code] : void 0;
+  if (!known) return void 0;
+  const what = path ? `cannot ${syscall ?? "access"} ${path}` : `${syscall ?? "a system call"} failed`;
+  return { message: `${what}: ${known[0]} (${code})`, hint: known[1] };
+}
+
 // src/config/config.ts
 var sourceName = external_exports.string().regex(
   /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
@@ -46938,6 +46843,23 @@ var sourceSchema = external_exports.discriminatedUnion("type", [
     path: external_exports.string().min(1),
     exclude: external_exports.array(external_exports.string()).default([]),
     group: group.optional()
+  }),
+  external_exports.strictObject({
+    name: sourceName,
+    type: external_exports.literal("postgres"),
+    /** Checked when the source is backed up: a restore elsewhere need not set its variable. */
+    url: external_exports.string(),
+    /** `all`: every database that accepts connections, except templates; or a list of names. */
+    databases: external_exports.union([external_exports.literal("all"), external_exports.array(external_exports.string().min(1)).min(1)]).optional(),
+    /** Also roles and tablespaces (pg_dumpall --globals-only). */
+    globals: external_exports.boolean().default(false),
+    group: group.optional()
+  }),
+  external_exports.strictObject({
+    name: sourceName,
+    type: external_exports.literal("mysql"),
+    url: external_exports.string(),
+    group: group.optional()
   })
 ]);
 var configSchema = external_exports.strictObject({
@@ -46952,6 +46874,7 @@ var configSchema = external_exports.strictObject({
   compression: external_exports.strictObject({ level: external_exports.number().int().min(1).max(19) }).optional()
 });
 var DEFAULT_GROUP = "default";
+var SOURCE_URL = /^sources\.\d+\.url$/;
 async function loadConfig(file2, env = process.env) {
   const path = resolve(file2);
   let text;
@@ -46989,7 +46912,7 @@ function parseConfig(text, path, env) {
   }
   const config3 = parsed.data;
   for (const [where, variable] of unset) {
-    if (where !== "keys.writer") throw unsetVariable(variable, where);
+    if (where !== "keys.writer" && !SOURCE_URL.test(where)) throw unsetVariable(variable, where);
   }
   const names = /* @__PURE__ */ new Set();
   for (const source of config3.sources) {
@@ -47065,12 +46988,120 @@ function requireWriterKey(config3) {
   }
   return config3.keys.writer;
 }
+function requireSourceSettings(config3, source) {
+  const prefix = `sources.${config3.sources.indexOf(source)}.`;
+  for (const [where, variable] of config3.unset) {
+    if (where.startsWith(prefix)) throw unsetVariable(variable, where);
+  }
+}
 function sourceGroup(source) {
   return source.group ?? DEFAULT_GROUP;
 }
 function resolvePath(config3, path) {
   return resolve(config3.baseDirectory, path);
 }
+
+// src/commands/backup.ts
+import { createHash as createHash7 } from "node:crypto";
+import { hostname as hostname3 } from "node:os";
+
+// src/chunker/fastcdc.ts
+import { createHmac } from "node:crypto";
+var defaultChunkerParameters = {
+  min: 512 * 1024,
+  avg: 1024 * 1024,
+  max: 8 * 1024 * 1024
+};
+function gearTable(secret) {
+  const table = new Int32Array(256);
+  for (let i2 = 0; i2 < 256; i2++) {
+    table[i2] = createHmac("sha256", secret).update(`kluis gear ${i2}`).digest().readInt32BE(0);
+  }
+  return table;
+}
+function highMask(bits2) {
+  return 4294967295 << 32 - bits2 | 0;
+}
+function validateParameters(p) {
+  const isPow2 = (n) => Number.isInteger(n) && n > 0 && (n & n - 1) === 0;
+  if (!isPow2(p.avg)) return "avg must be a power of two";
+  if (!(p.min >= 64 && p.min < p.avg && p.avg < p.max))
+    return "sizes must satisfy 64 <= min < avg < max";
+  if (p.max > 64 * 1024 * 1024) return "max must be at most 64 MiB";
+  return void 0;
+}
+var Chunker = class {
+  constructor(gear, params) {
+    this.gear = gear;
+    this.params = params;
+    const bits2 = Math.log2(params.avg);
+    this.maskStrict = highMask(bits2 + 2);
+    this.maskLoose = highMask(bits2 - 2);
+  }
+  gear;
+  params;
+  maskStrict;
+  maskLoose;
+  /** Length of the first chunk of `data` (data.length when the data ends before a cut). */
+  cut(data) {
+    const { min, avg, max: max2 } = this.params;
+    let end = data.length;
+    if (end <= min) return end;
+    if (end > max2) end = max2;
+    const normal = Math.min(end, avg);
+    const { gear, maskStrict, maskLoose } = this;
+    let hash2 = 0;
+    let i2 = min;
+    for (; i2 < normal; i2++) {
+      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
+      if ((hash2 & maskStrict) === 0) return i2 + 1;
+    }
+    for (; i2 < end; i2++) {
+      hash2 = (hash2 << 1) + gear[data[i2]] | 0;
+      if ((hash2 & maskLoose) === 0) return i2 + 1;
+    }
+    return end;
+  }
+  /**
+   * Splits a byte stream into chunks. Gathers a few average chunks' worth of bytes, then yields
+   * every chunk whose end is already certain: a cut found before the end of the data at hand is
+   * the cut the whole stream would give, since a cut depends only on the bytes before it. Only
+   * the undecided tail is carried over, so each byte is copied about once, and a chunk in flight
+   * keeps only a small parent buffer alive. When no cut is found, the next attempt waits for
+   * twice as much data (up to `max`), so a long chunk is not rescanned piece by piece.
+   */
+  async *chunks(source) {
+    const { avg, max: max2 } = this.params;
+    const gather = Math.min(max2, 2 * avg);
+    let pending = [];
+    let pendingLength = 0;
+    let wanted = gather;
+    for await (const piece of source) {
+      if (piece.length === 0) continue;
+      pending.push(
+        Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.length)
+      );
+      pendingLength += piece.length;
+      if (pendingLength < wanted) continue;
+      let buffer = Buffer.concat(pending, pendingLength);
+      for (; ; ) {
+        const length = this.cut(buffer);
+        if (length === buffer.length && length < max2) break;
+        yield buffer.subarray(0, length);
+        buffer = buffer.subarray(length);
+      }
+      pending = buffer.length > 0 ? [buffer] : [];
+      pendingLength = buffer.length;
+      wanted = Math.min(max2, Math.max(gather, 2 * pendingLength));
+    }
+    let rest = Buffer.concat(pending, pendingLength);
+    while (rest.length > 0) {
+      const length = this.cut(rest);
+      yield rest.subarray(0, length);
+      rest = rest.subarray(length);
+    }
+  }
+};
 
 // src/config/key-material.ts
 import { readFile as readFile2 } from "node:fs/promises";
@@ -47125,9 +47156,9 @@ ArrayStream.prototype.getReader = function() {
     }
   };
 };
-ArrayStream.prototype.readToEnd = async function(join7) {
+ArrayStream.prototype.readToEnd = async function(join12) {
   await this[doneWritingPromise];
-  const result = join7(this.slice(this[readingIndex]));
+  const result = join12(this.slice(this[readingIndex]));
   this.length = 0;
   return result;
 };
@@ -47329,14 +47360,14 @@ Reader.prototype.unshift = function(...values) {
   }
   this[externalBuffer].unshift(...values.filter((value) => value && value.length));
 };
-Reader.prototype.readToEnd = async function(join7 = concat) {
+Reader.prototype.readToEnd = async function(join12 = concat) {
   const result = [];
   while (true) {
     const { done, value } = await this.read();
     if (done) break;
     result.push(value);
   }
-  return join7(result);
+  return join12(result);
 };
 function toStream(input2) {
   if (isStream(input2)) {
@@ -47759,12 +47790,12 @@ function slice(input2, begin = 0, end = Infinity) {
   }
   return input2.slice(begin, end);
 }
-async function readToEnd(input2, join7 = concat) {
+async function readToEnd(input2, join12 = concat) {
   if (isArrayStream(input2)) {
-    return input2.readToEnd(join7);
+    return input2.readToEnd(join12);
   }
   if (isStream(input2)) {
-    return getReader(input2).readToEnd(join7);
+    return getReader(input2).readToEnd(join12);
   }
   return input2;
 }
@@ -50649,10 +50680,10 @@ function getPKCS1Padding(length) {
   const result = new Uint8Array(length);
   let count = 0;
   while (count < length) {
-    const randomBytes7 = getRandomBytes(length - count);
-    for (let i2 = 0; i2 < randomBytes7.length; i2++) {
-      if (randomBytes7[i2] !== 0) {
-        result[count++] = randomBytes7[i2];
+    const randomBytes8 = getRandomBytes(length - count);
+    for (let i2 = 0; i2 < randomBytes8.length; i2++) {
+      if (randomBytes8[i2] !== 0) {
+        result[count++] = randomBytes8[i2];
       }
     }
   }
@@ -73960,6 +73991,10 @@ function parseFacts(schema, facts, type) {
   }
   return parsed.data;
 }
+function safeFileName(name, fallback) {
+  const safe = name.replace(/[/\\\0]/g, "_");
+  return safe === "" || safe === "." || safe === ".." ? fallback : safe;
+}
 
 // src/sources/tar/reader.ts
 import { createHash as createHash5 } from "node:crypto";
@@ -74594,10 +74629,10 @@ function compileExcludes(patterns) {
     for (let depth = 1; depth <= parts.length; depth++) {
       const last = depth === parts.length;
       const path = last ? relativePath : parts.slice(0, depth).join("/");
-      const basename2 = parts[depth - 1] ?? "";
+      const basename5 = parts[depth - 1] ?? "";
       for (const rule of rules) {
         if (rule.directoriesOnly && !(last ? isDirectory2 : true)) continue;
-        if (rule.regex.test(rule.anchored ? path : basename2)) return true;
+        if (rule.regex.test(rule.anchored ? path : basename5)) return true;
       }
     }
     return false;
@@ -75083,11 +75118,1619 @@ function summarize(root, entries) {
   };
 }
 
-// src/sources/sqlite.ts
-import { createReadStream, createWriteStream } from "node:fs";
-import { stat as stat4 } from "node:fs/promises";
-import { basename, join as join4 } from "node:path";
+// src/sources/mysql.ts
+import { createWriteStream } from "node:fs";
+import { basename as basename3, join as join6 } from "node:path";
 import { pipeline } from "node:stream/promises";
+
+// src/core/format.ts
+function formatBytes(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
+}
+function formatDuration(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes}m${Math.round(seconds - minutes * 60)}s`;
+}
+function formatTime(iso) {
+  return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
+}
+function plural2(count, noun) {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+// src/core/redact.ts
+function secretForms(secret) {
+  if (secret.length < 3) return [];
+  const forms = /* @__PURE__ */ new Set([secret, encodeURIComponent(secret)]);
+  try {
+    forms.add(decodeURIComponent(secret));
+  } catch {
+  }
+  return [...forms];
+}
+function redactor(secrets) {
+  const forms = [...new Set([...secrets].flatMap(secretForms))].sort((a, b) => b.length - a.length);
+  return (text) => forms.reduce((result, form) => result.replaceAll(form, "***"), text);
+}
+
+// src/sources/database/database-url.ts
+var schemes = {
+  "postgres:": "postgres",
+  "postgresql:": "postgres",
+  "mysql:": "mysql",
+  "mariadb:": "mysql"
+};
+function databaseScheme(text) {
+  const match = /^([a-z][a-z0-9+.-]*:)\/\//i.exec(text);
+  return match ? schemes[match[1]?.toLowerCase() ?? ""] : void 0;
+}
+function parseDatabaseUrl(text, where, expected) {
+  const scheme = databaseScheme(text);
+  const form = expected === "mysql" ? "mysql://USER:PASSWORD@HOST:PORT/DATABASE" : expected === "postgres" ? "postgres://USER:PASSWORD@HOST:PORT/DATABASE" : "postgres://USER:PASSWORD@HOST:PORT/DATABASE or mysql://\u2026";
+  let url2;
+  try {
+    if (!scheme || expected && scheme !== expected) throw new Error("not the expected scheme");
+    url2 = new URL(text);
+  } catch {
+    throw new ConfigError(
+      `${where}: not a valid ${expected ?? "database"} URL`,
+      `write ${form} (percent-encode special characters in the password)`
+    );
+  }
+  const queryPassword = url2.searchParams.get("password") ?? void 0;
+  url2.searchParams.delete("password");
+  const rawPassword = url2.password || void 0;
+  let password;
+  try {
+    password = rawPassword === void 0 ? queryPassword : decodeURIComponent(rawPassword);
+  } catch {
+    throw new ConfigError(
+      `${where}: the password in the URL has a malformed percent-encoding`,
+      "percent-encode special characters in the password (% as %25, @ as %40, / as %2F)"
+    );
+  }
+  url2.password = "";
+  const redact = redactor([rawPassword, password].filter((s) => !!s));
+  const shown = new URL(url2.href);
+  if (password !== void 0 && shown.username) shown.password = "***";
+  const path = url2.pathname.replace(/^\//, "");
+  return {
+    connection: url2,
+    display: shown.href,
+    password,
+    user: url2.username ? decodeURIComponent(url2.username) : void 0,
+    host: decodeURIComponent(url2.hostname) || "localhost",
+    port: url2.port ? Number(url2.port) : void 0,
+    database: path ? decodeURIComponent(path) : void 0,
+    redact,
+    withDatabase(name) {
+      const other = new URL(text);
+      other.pathname = `/${encodeURIComponent(name)}`;
+      return parseDatabaseUrl(other.href, where, scheme);
+    }
+  };
+}
+
+// src/sources/database/mysql-dump-scanner.ts
+var MysqlDumpScanner = class {
+  counts = /* @__PURE__ */ new Map();
+  state = State.LineStart;
+  /** The start of the current line (outside INSERT data), up to `HEAD_LIMIT` bytes. */
+  head = Buffer.alloc(HEAD_LIMIT);
+  headLength = 0;
+  /** The table name being read (`INSERT INTO \`…`), bytes with doubled backquotes undone. */
+  name = Buffer.alloc(HEAD_LIMIT);
+  nameLength = 0;
+  table = "";
+  /** How far the keyword VALUES was matched after the table name. */
+  valuesMatched = 0;
+  depth = 0;
+  /** Inside a string: the quote that opened it; 0 outside. */
+  quote = 0;
+  /** Inside a string: the previous byte was a backslash (ESCAPE) or the quote (CLOSING). */
+  pending = 0;
+  inRoutines = false;
+  completed = false;
+  bytes = 0;
+  /** Feeds the next piece of the dump. */
+  push(piece) {
+    const chunk = Buffer.isBuffer(piece) ? piece : Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
+    this.bytes += chunk.length;
+    const length = chunk.length;
+    let i2 = 0;
+    while (i2 < length) {
+      const byte = chunk[i2];
+      switch (this.state) {
+        case State.LineStart:
+        case State.Head: {
+          if (byte === NEWLINE) {
+            this.endLine();
+            i2++;
+            continue;
+          }
+          this.head[this.headLength++] = byte;
+          this.state = State.Head;
+          i2++;
+          if (this.headLength === HEAD_LIMIT) {
+            this.endLine();
+            this.completed = false;
+            this.state = State.SkipLine;
+            continue;
+          }
+          if (this.headLength === INSERT_INTO.length && !this.inRoutines && this.headIs(INSERT_INTO)) {
+            this.completed = false;
+            this.headLength = 0;
+            this.nameLength = 0;
+            this.state = State.NameStart;
+          }
+          continue;
+        }
+        case State.SkipLine: {
+          const end = chunk.indexOf(NEWLINE, i2);
+          if (end < 0) return;
+          i2 = end + 1;
+          this.state = State.LineStart;
+          continue;
+        }
+        case State.NameStart:
+          this.state = byte === BACKQUOTE ? State.Name : State.SkipLine;
+          i2++;
+          continue;
+        case State.Name:
+          if (byte === BACKQUOTE) this.state = State.NameQuote;
+          else if (this.nameLength < HEAD_LIMIT) this.name[this.nameLength++] = byte;
+          i2++;
+          continue;
+        case State.NameQuote:
+          if (byte === BACKQUOTE) {
+            if (this.nameLength < HEAD_LIMIT) this.name[this.nameLength++] = byte;
+            this.state = State.Name;
+            i2++;
+            continue;
+          }
+          this.table = this.name.toString("utf8", 0, this.nameLength);
+          if (!this.counts.has(this.table)) this.counts.set(this.table, 0);
+          this.valuesMatched = 0;
+          this.quote = 0;
+          this.state = State.BeforeValues;
+          continue;
+        // this byte belongs to what follows the name
+        case State.BeforeValues:
+          i2++;
+          if (this.quote !== 0) {
+            if (byte === BACKQUOTE) this.quote = 0;
+            continue;
+          }
+          if (byte === BACKQUOTE) {
+            this.quote = BACKQUOTE;
+            this.valuesMatched = 0;
+          } else if (this.valuesMatched === VALUES.length) {
+            if (byte === OPEN) {
+              this.depth = 0;
+              this.quote = 0;
+              this.state = State.Tuples;
+              i2--;
+            } else if (!isSpace(byte)) {
+              this.state = State.SkipLine;
+            }
+          } else if ((byte | 32) === VALUES[this.valuesMatched]) {
+            this.valuesMatched++;
+          } else {
+            this.valuesMatched = (byte | 32) === VALUES[0] ? 1 : 0;
+          }
+          continue;
+        case State.Tuples:
+          i2 = this.scanTuples(chunk, i2);
+          continue;
+      }
+    }
+  }
+  /** Inside `VALUES (…),(…);`: counts top-level tuples, skips strings; returns the next index. */
+  scanTuples(chunk, start) {
+    const length = chunk.length;
+    let i2 = start;
+    let depth = this.depth;
+    let quote = this.quote;
+    let rows = 0;
+    try {
+      while (i2 < length) {
+        if (quote === 0) {
+          const byte = chunk[i2];
+          switch (byte) {
+            case QUOTE:
+            case DOUBLE_QUOTE:
+              if (depth > 0) quote = byte;
+              break;
+            case OPEN:
+              if (depth === 0) rows++;
+              depth++;
+              break;
+            case CLOSE:
+              if (depth > 0) depth--;
+              break;
+            case SEMICOLON:
+              if (depth === 0) {
+                this.state = State.SkipLine;
+                return i2 + 1;
+              }
+              break;
+          }
+          i2++;
+        } else if (this.pending === ESCAPE) {
+          this.pending = 0;
+          i2++;
+        } else if (this.pending === CLOSING) {
+          this.pending = 0;
+          if (chunk[i2] === quote) i2++;
+          else quote = 0;
+        } else {
+          for (; ; ) {
+            const byte = chunk[i2];
+            if (byte === quote) {
+              this.pending = CLOSING;
+              break;
+            }
+            if (byte === BACKSLASH) {
+              this.pending = ESCAPE;
+              break;
+            }
+            if (++i2 === length) return length;
+          }
+          i2++;
+        }
+      }
+      return length;
+    } finally {
+      this.depth = depth;
+      this.quote = quote;
+      if (rows > 0) this.counts.set(this.table, (this.counts.get(this.table) ?? 0) + rows);
+    }
+  }
+  endLine() {
+    this.state = State.LineStart;
+    this.judgeLine(this.headLength);
+    this.headLength = 0;
+  }
+  /** What a whole line outside INSERT data means, from its first bytes. */
+  judgeLine(length) {
+    if (length === 0) return;
+    if (this.headStarts(DELIMITER)) {
+      const delimiter2 = this.head.toString("latin1", DELIMITER.length, length).trim();
+      this.inRoutines = delimiter2 !== ";";
+      this.completed = false;
+      return;
+    }
+    if (this.headStarts(DUMP_COMPLETED)) {
+      this.completed = true;
+      return;
+    }
+    if (this.head.subarray(0, length).toString("latin1").trim() === "") return;
+    this.completed = false;
+    if (!this.inRoutines && this.headStarts(CREATE_TABLE)) this.createTable(length);
+  }
+  /** `CREATE TABLE [IF NOT EXISTS] \`name\` (` on one line: the table exists, maybe empty. */
+  createTable(length) {
+    let i2 = CREATE_TABLE.length;
+    if (this.headStarts(IF_NOT_EXISTS, i2)) i2 += IF_NOT_EXISTS.length;
+    if (this.head[i2] !== BACKQUOTE) return;
+    let nameLength = 0;
+    for (i2++; i2 < length; i2++) {
+      const byte = this.head[i2];
+      if (byte === BACKQUOTE) {
+        if (this.head[i2 + 1] !== BACKQUOTE || i2 + 1 >= length) break;
+        i2++;
+      }
+      this.name[nameLength++] = byte;
+    }
+    if (i2 >= length) return;
+    const table = this.name.toString("utf8", 0, nameLength);
+    if (!this.counts.has(table)) this.counts.set(table, 0);
+  }
+  headIs(prefix) {
+    return this.headLength === prefix.length && this.headStarts(prefix);
+  }
+  headStarts(prefix, at = 0) {
+    if (this.headLength < at + prefix.length) return false;
+    return this.head.compare(prefix, 0, prefix.length, at, at + prefix.length) === 0;
+  }
+  /** Ends the stream: a last line without a newline still counts. */
+  finish() {
+    if (this.state === State.Head) this.endLine();
+    return {
+      tables: new Map(this.counts),
+      completed: this.completed && this.state === State.LineStart,
+      bytes: this.bytes
+    };
+  }
+};
+var State = {
+  LineStart: 0,
+  Head: 1,
+  SkipLine: 2,
+  NameStart: 3,
+  Name: 4,
+  NameQuote: 5,
+  BeforeValues: 6,
+  Tuples: 7
+};
+var HEAD_LIMIT = 1024;
+var NEWLINE = 10;
+var BACKQUOTE = 96;
+var QUOTE = 39;
+var DOUBLE_QUOTE = 34;
+var BACKSLASH = 92;
+var OPEN = 40;
+var CLOSE = 41;
+var SEMICOLON = 59;
+var ESCAPE = 1;
+var CLOSING = 2;
+var INSERT_INTO = Buffer.from("INSERT INTO ");
+var CREATE_TABLE = Buffer.from("CREATE TABLE ");
+var IF_NOT_EXISTS = Buffer.from("IF NOT EXISTS ");
+var DELIMITER = Buffer.from("DELIMITER ");
+var DUMP_COMPLETED = Buffer.from("-- Dump completed");
+var VALUES = [..."values"].map((c) => c.charCodeAt(0));
+function isSpace(byte) {
+  return byte === 32 || byte === NEWLINE || byte === 9 || byte === 13;
+}
+
+// src/sources/database/mysql-restore.ts
+import { basename as basename2 } from "node:path";
+
+// src/sources/database/mysql-tools.ts
+import { writeFile as writeFile2 } from "node:fs/promises";
+import { basename, join as join5 } from "node:path";
+
+// src/sources/database/tool-finder.ts
+import { execFile } from "node:child_process";
+import { access as access2, constants as constants6, readdir as readdir3, realpath } from "node:fs/promises";
+import { delimiter, join as join4 } from "node:path";
+import { promisify as promisify2 } from "node:util";
+async function installedTools(search, env) {
+  const override = env[search.overrideVariable];
+  const directories = override ? [override] : [
+    ...(env.PATH ?? "").split(delimiter).filter(Boolean),
+    ...await expandAll(search.usualDirectories)
+  ];
+  const seen = /* @__PURE__ */ new Set();
+  const found = [];
+  for (const name of search.names) {
+    for (const directory of directories) {
+      const path = join4(directory, name);
+      if (!await isExecutable(path)) continue;
+      const real = await realpath(path).catch(() => path);
+      if (seen.has(real)) continue;
+      seen.add(real);
+      const version2 = await reportedVersion(path, search.versionPattern);
+      if (version2) found.push({ path, ...version2 });
+    }
+  }
+  return found;
+}
+var versions = /* @__PURE__ */ new Map();
+function reportedVersion(path, pattern) {
+  const key = `${path}\0${pattern.source}`;
+  let known = versions.get(key);
+  if (!known) {
+    known = promisify2(execFile)(path, ["--version"], { timeout: 1e4 }).then(
+      ({ stdout }) => {
+        const match = pattern.exec(stdout);
+        return match?.[1] ? { version: match[1], major: Number.parseInt(match[1], 10) } : void 0;
+      },
+      () => void 0
+    );
+    versions.set(key, known);
+  }
+  return known;
+}
+async function isExecutable(path) {
+  return access2(path, constants6.X_OK).then(
+    () => true,
+    () => false
+  );
+}
+async function expandAll(patterns) {
+  const result = [];
+  for (const pattern of patterns) result.push(...await expand(pattern));
+  return result;
+}
+async function expand(pattern) {
+  const star = pattern.indexOf("*");
+  if (star < 0) return [pattern];
+  const parent = pattern.slice(0, pattern.lastIndexOf("/", star));
+  const rest = pattern.slice(parent.length + 1);
+  const [segment = "", ...after] = rest.split("/");
+  const [prefix = "", suffix = ""] = segment.split("*");
+  const entries = await readdir3(parent).catch(() => []);
+  return entries.filter((entry) => entry.startsWith(prefix) && entry.endsWith(suffix)).sort((a, b) => b.localeCompare(a, "en", { numeric: true })).map((entry) => [parent, entry, ...after].join("/"));
+}
+
+// src/sources/database/tool-process.ts
+import { spawn } from "node:child_process";
+var STDERR_LINES = 15;
+var STDERR_BYTES = 64 * 1024;
+function toolEnvironment(env, extra) {
+  const result = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (/^KLUIS_(WRITER|READER)_(KEY|PASSPHRASE)$/.test(name)) continue;
+    result[name] = value;
+  }
+  for (const [name, value] of Object.entries(extra)) {
+    if (value === void 0) delete result[name];
+    else result[name] = value;
+  }
+  return result;
+}
+var RunningTool = class {
+  constructor(command2, stdin) {
+    this.command = command2;
+    this.child = spawn(command2.path, command2.args, {
+      env: command2.env,
+      stdio: [stdin, "pipe", "pipe"]
+    });
+    this.untrack = trackChildProcess(this.child);
+    this.child.stderr?.setEncoding("utf8");
+    this.child.stderr?.on("data", (text) => {
+      this.stderr = (this.stderr + text).slice(-STDERR_BYTES);
+    });
+    this.exit = new Promise((resolve5) => {
+      this.child.once("error", (error63) => {
+        this.spawnError = error63;
+        resolve5({ code: null, signal: null });
+      });
+      this.child.once("close", (code, signal) => resolve5({ code, signal }));
+    }).finally(this.untrack);
+  }
+  command;
+  child;
+  stderr = "";
+  untrack;
+  exit;
+  spawnError;
+  /** Waits for the end; a failure (exit code, signal, not started) becomes one SourceError. */
+  async finished() {
+    const { code, signal } = await this.exit;
+    if (this.spawnError) {
+      throw new SourceError(
+        `${this.command.label}: cannot run ${this.command.path}: ${this.spawnError.message}`,
+        "check that the database client tools are installed and executable"
+      );
+    }
+    if (code !== 0) {
+      const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+      const tail = this.stderrTail();
+      throw new SourceError(
+        `${this.command.label} ${how}${tail ? `:
+${tail}` : " and printed nothing"}`,
+        this.command.hint
+      );
+    }
+    const stderr = this.command.redact(this.stderr);
+    if (this.command.warn) {
+      for (const line of stderr.split("\n")) if (line.trim()) this.command.warn(line.trim());
+    }
+    return { stderr };
+  }
+  /** The last lines of stderr, secrets removed, indented under the message. */
+  stderrTail() {
+    return this.command.redact(this.stderr).trimEnd().split("\n").filter((line) => line.trim() !== "").slice(-STDERR_LINES).map((line) => `  ${line}`).join("\n");
+  }
+  stop() {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill("SIGKILL");
+  }
+};
+async function* toolOutput(command2) {
+  const tool = new RunningTool(command2, "ignore");
+  let completed = false;
+  try {
+    const stdout = tool.child.stdout;
+    if (stdout) {
+      for await (const piece of stdout) yield piece;
+    }
+    await tool.finished();
+    completed = true;
+  } finally {
+    if (!completed) {
+      tool.stop();
+      await tool.finished().catch(() => void 0);
+    }
+  }
+}
+async function runTool(command2, input2 = "") {
+  const tool = new RunningTool(command2, "pipe");
+  let stdout = "";
+  tool.child.stdout?.setEncoding("utf8");
+  tool.child.stdout?.on("data", (text) => {
+    stdout += text;
+  });
+  tool.child.stdin?.on("error", () => {
+  });
+  tool.child.stdin?.end(input2);
+  const { stderr } = await tool.finished();
+  return { stdout, stderr };
+}
+async function feedTool(command2, data) {
+  const tool = new RunningTool(command2, "pipe");
+  const stdin = tool.child.stdin;
+  let stdout = "";
+  tool.child.stdout?.setEncoding("utf8");
+  tool.child.stdout?.on("data", (text) => {
+    stdout = (stdout + text).slice(-STDERR_BYTES);
+  });
+  let toolGone = false;
+  stdin?.on("error", () => {
+    toolGone = true;
+  });
+  try {
+    for await (const piece of data) {
+      if (toolGone || !stdin) break;
+      if (!stdin.write(piece)) await drainedOrClosed(stdin);
+    }
+  } catch (error63) {
+    tool.stop();
+    await tool.finished().catch(() => void 0);
+    throw error63;
+  }
+  stdin?.end();
+  const { stderr } = await tool.finished();
+  if (toolGone) {
+    throw new SourceError(`${command2.label} stopped reading the dump before its end`);
+  }
+  return { stdout, stderr };
+}
+function drainedOrClosed(stream) {
+  return new Promise((resolve5) => {
+    const done = () => {
+      stream.off("drain", done);
+      stream.off("close", done);
+      resolve5();
+    };
+    stream.on("drain", done);
+    stream.on("close", done);
+  });
+}
+
+// src/sources/database/mysql-tools.ts
+var MYSQL_BIN_VARIABLE = "KLUIS_MYSQL_BIN";
+var usualDirectories = [
+  "/usr/local/mysql/bin",
+  "/opt/homebrew/opt/mysql-client/bin",
+  "/opt/homebrew/opt/mariadb/bin",
+  "/usr/local/opt/mysql-client/bin"
+];
+var versionPattern = /(?:Distrib|Ver|from) (\d+\.\d+\.\d+[\w.~+-]*)/;
+var searches = {
+  dump: { names: ["mariadb-dump", "mysqldump"] },
+  client: { names: ["mariadb", "mysql"] }
+};
+function flavorOf(version2) {
+  return /mariadb/i.test(version2) ? "mariadb" : "mysql";
+}
+var familyName = { mariadb: "MariaDB", mysql: "MySQL" };
+var debianPackage = { mariadb: "mariadb-client", mysql: "default-mysql-client" };
+async function mysqlTools(kinds, env, where) {
+  const found = {};
+  const missing = [];
+  for (const kind of kinds) {
+    found[kind] = await installedTools(
+      {
+        ...searches[kind],
+        usualDirectories,
+        overrideVariable: MYSQL_BIN_VARIABLE,
+        versionPattern
+      },
+      env
+    );
+    if (found[kind].length === 0) missing.push(searches[kind].names.join(" or "));
+  }
+  if (missing.length > 0) {
+    const override = env[MYSQL_BIN_VARIABLE];
+    throw new SourceError(
+      `${where}: the MySQL/MariaDB client tools are not installed: found no ${missing.join(", and no ")} ${override ? `in ${MYSQL_BIN_VARIABLE} (${override})` : "on PATH or in the usual folders"}`,
+      `install them (Debian/Ubuntu: apt-get install mariadb-client for a MariaDB server, default-mysql-client for MySQL; macOS: brew install mysql-client), or set ${MYSQL_BIN_VARIABLE} to the folder that holds them`
+    );
+  }
+  return found;
+}
+function pickTool(tools, want, context, why, caveat = "") {
+  const same = tools.find((tool) => flavorOf(tool.version) === want);
+  if (same) return same;
+  const [other] = tools;
+  if (!other) throw new Error("pickTool called without tools");
+  context.reporter.warn(
+    `${why}: no ${familyName[want]} tool is installed, using ${familyName[flavorOf(other.version)]}'s ${basename(other.path)} ${other.version} instead${caveat}; install ${debianPackage[want]} for the matching one`
+  );
+  return other;
+}
+var MysqlSession = class _MysqlSession {
+  constructor(url2, directory, optionFile, env) {
+    this.url = url2;
+    this.directory = directory;
+    this.optionFile = optionFile;
+    this.env = env;
+  }
+  url;
+  directory;
+  optionFile;
+  env;
+  static async open(url2, context, where) {
+    const text = optionFileText(url2, where);
+    const directory = temporaryDirectory(join5(context.temporaryDirectory, "kluis-mysql-"));
+    try {
+      const optionFile = join5(directory.path, "client.cnf");
+      await writeFile2(optionFile, text, { mode: 384, flag: "wx" });
+      const env = toolEnvironment(context.env, {
+        HOME: directory.path,
+        MYSQL_PWD: void 0,
+        MYSQL_TEST_LOGIN_FILE: void 0
+      });
+      return new _MysqlSession(url2, directory, optionFile, env);
+    } catch (error63) {
+      await directory.remove();
+      throw error63;
+    }
+  }
+  /** A command for `tool`: the option file first, then `args`. */
+  command(tool, args, label) {
+    return {
+      path: tool.path,
+      args: [`--defaults-extra-file=${this.optionFile}`, ...args],
+      env: this.env,
+      label,
+      redact: this.url.redact
+    };
+  }
+  /**
+   * Runs SQL through the client (on stdin, never argv) and returns its rows as tab-separated
+   * fields. `database` is the default database, if any. Only for values without tabs or
+   * newlines (numbers, hex); the client escapes those.
+   */
+  async query(client, sql, label, database) {
+    const args = ["--batch", "--skip-column-names", "--default-character-set=utf8mb4"];
+    if (database !== void 0) args.push(`--database=${database}`);
+    const { stdout } = await runTool(this.command(client, args, label), sql);
+    return stdout.split("\n").filter((line) => line !== "").map((line) => line.split("	"));
+  }
+  close() {
+    return this.directory.remove();
+  }
+};
+function optionFileText(url2, where) {
+  const lines = ["[client]"];
+  const add2 = (key, value) => {
+    if (value === void 0) return;
+    lines.push(value === "" ? key : `${key}=${optionValue(value, where)}`);
+  };
+  add2("user", url2.user);
+  add2("password", url2.password);
+  add2("host", url2.host.replace(/^\[(.*)\]$/, "$1"));
+  if (url2.port !== void 0) add2("port", String(url2.port));
+  const parameters = [...url2.connection.searchParams];
+  const keys = new Set(parameters.map(([key]) => key.toLowerCase().replaceAll("_", "-")));
+  if (url2.port !== void 0 && !keys.has("protocol") && !keys.has("socket")) {
+    add2("protocol", "TCP");
+  }
+  for (const [key, value] of parameters) {
+    if (!/^[a-z][a-z0-9_-]*$/i.test(key)) {
+      throw new ConfigError(
+        `${where}: the URL parameter '${key}' is not a MySQL client option name`,
+        "URL parameters become client options (e.g. ?ssl-ca=/path/ca.pem or ?socket=/run/mysqld/mysqld.sock)"
+      );
+    }
+    add2(key, value);
+  }
+  return `${lines.join("\n")}
+`;
+}
+function optionValue(value, where) {
+  if (value.includes("\0")) {
+    throw new ConfigError(`${where}: a value in the URL contains a NUL character`);
+  }
+  const escaped = value.replace(/[\\"\n\r\t\b]/g, (c) => optionEscapes[c] ?? c);
+  return `"${escaped}"`;
+}
+var optionEscapes = {
+  "\\": "\\\\",
+  '"': '\\"',
+  "\n": "\\n",
+  "\r": "\\r",
+  "	": "\\t",
+  "\b": "\\b"
+};
+function sqlIdentifier(name) {
+  return `\`${name.replaceAll("`", "``")}\``;
+}
+function sqlText(text) {
+  return `CONVERT(X'${Buffer.from(text, "utf8").toString("hex")}' USING utf8mb4)`;
+}
+
+// src/sources/database/mysql-restore.ts
+var COUNT_BATCH = 200;
+async function targetState(session, client, database, where) {
+  const name = sqlText(database);
+  const [row = []] = await session.query(
+    client,
+    `SELECT
+      (SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ${name}),
+      (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${name} AND TABLE_TYPE <> 'VIEW'),
+      (SELECT COUNT(*) FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ${name}),
+      (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ${name}),
+      (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ${name}),
+      (SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ${name});
+`,
+    `${basename2(client.path)} looking at ${where}`
+  );
+  const [exists2, tables, views, routines, events, triggers] = row.map(Number);
+  const objects = [
+    [tables, "table"],
+    [views, "view"],
+    [routines, "routine"],
+    [events, "event"],
+    [triggers, "trigger"]
+  ].filter(([count]) => (count ?? 0) > 0).map(([count, noun]) => plural2(count ?? 0, noun));
+  return { exists: (exists2 ?? 0) > 0, objects };
+}
+async function dropDatabase(session, client, database, where, context) {
+  try {
+    await session.query(
+      client,
+      `DROP DATABASE IF EXISTS ${sqlIdentifier(database)};
+`,
+      `dropping the unfinished ${where}`
+    );
+    context.reporter.info(
+      `dropped the unfinished ${where}, which kluis had created for the restore`
+    );
+  } catch (error63) {
+    context.reporter.warn(
+      `the restore failed and ${where}, created for it, could not be dropped: ${error63.message}`
+    );
+  }
+}
+async function countRows(session, client, database, expected, where) {
+  const label = `${basename2(client.path)} counting rows in ${where}`;
+  const present = /* @__PURE__ */ new Map();
+  const rows = await session.query(
+    client,
+    `SELECT HEX(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ${sqlText(database)} AND TABLE_TYPE <> 'VIEW';
+`,
+    label
+  );
+  for (const [hex3 = ""] of rows) {
+    const name = Buffer.from(hex3, "hex").toString("utf8");
+    present.set(name, name);
+    if (!present.has(name.toLowerCase())) present.set(name.toLowerCase(), name);
+  }
+  const tables = Object.keys(expected).map((table) => [table, present.get(table) ?? present.get(table.toLowerCase())]).filter((pair) => pair[1] !== void 0);
+  const counts = /* @__PURE__ */ new Map();
+  for (let start = 0; start < tables.length; start += COUNT_BATCH) {
+    const batch = tables.slice(start, start + COUNT_BATCH);
+    const sql = batch.map(
+      ([, actual]) => `SELECT COUNT(*) FROM ${sqlIdentifier(database)}.${sqlIdentifier(actual)};`
+    ).join("\n");
+    const result = await session.query(client, `${sql}
+`, label);
+    for (const [i2, [table]] of batch.entries()) counts.set(table, Number(result[i2]?.[0]));
+  }
+  return counts;
+}
+function compareCounts(expected, actual, object2, when) {
+  for (const [table, count] of Object.entries(expected)) {
+    const found = actual.get(table);
+    if (found === void 0) {
+      throw new IntegrityError(
+        object2,
+        `table ${table} is missing ${when}; the backup recorded ${count} rows`
+      );
+    }
+    if (found !== count) {
+      throw new IntegrityError(
+        object2,
+        `table ${table} has ${found} rows ${when}, the backup recorded ${count}`
+      );
+    }
+  }
+}
+
+// src/sources/mysql.ts
+var mysqlFactsSchema = external_exports.object({
+  engine: external_exports.literal("mysql"),
+  flavor: external_exports.enum(["mariadb", "mysql"]),
+  /** SELECT VERSION() of the server, e.g. "10.11.18-MariaDB-0+deb12u1". */
+  server: external_exports.string(),
+  /** The dump tool and the version it reports, e.g. "mariadb-dump 10.11.18-MariaDB". */
+  dumpTool: external_exports.string(),
+  database: external_exports.string(),
+  /** Rows per table, counted in the dump itself as it streamed past: exactly what it holds. */
+  tables: external_exports.record(external_exports.string(), external_exports.number().int().nonnegative()),
+  rowCounts: external_exports.literal("from-dump")
+});
+var STREAM = "dump";
+var MAX_PACKET = "--max-allowed-packet=1073741824";
+var mysqlDriver = {
+  async read(config3, context) {
+    const where = `source '${config3.name}'`;
+    const url2 = parseDatabaseUrl(config3.url, where, "mysql");
+    const database = url2.database;
+    if (!database) {
+      throw new ConfigError(
+        `${where}: the URL ${url2.display} names no database`,
+        "put the database in the URL path: mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+      );
+    }
+    const tools = await mysqlTools(["dump", "client"], context.env, where);
+    const session = await MysqlSession.open(url2, context, where);
+    try {
+      const [client] = tools.client;
+      if (!client) throw new Error("mysqlTools returned no client");
+      const [[server = ""] = []] = await session.query(
+        client,
+        "SELECT VERSION();\n",
+        `${where}: ${basename3(client.path)} asking ${url2.host} for its version`
+      );
+      const flavor = flavorOf(server);
+      const dump = pickTool(
+        tools.dump,
+        flavor,
+        context,
+        `${where}: dumping from ${familyName[flavor]} ${server}`
+      );
+      const dumpTool = `${basename3(dump.path)} ${dump.version}`;
+      context.reporter.debug(`${where}: server ${server}, dumping with ${dump.path} (${dumpTool})`);
+      const command2 = session.command(
+        dump,
+        dumpArguments(dump, flavor, database),
+        `${where}: ${basename3(dump.path)} of database ${database}`
+      );
+      let summary2;
+      async function* data() {
+        const scanner = new MysqlDumpScanner();
+        for await (const chunk of toolOutput(command2)) {
+          scanner.push(chunk);
+          yield chunk;
+        }
+        const scanned = scanner.finish();
+        if (!scanned.completed) {
+          throw new SourceError(
+            `${where}: the dump of database ${database} ended early: ${basename3(dump.path)} exited successfully, but its output stops after ${scanned.bytes} bytes without the closing "-- Dump completed" line`,
+            "the dump is incomplete and no snapshot was written; check the server log (max_allowed_packet, net_write_timeout, a killed connection) and run the backup again"
+          );
+        }
+        summary2 = scanned;
+      }
+      return {
+        streams: [{ name: STREAM, data: data() }],
+        facts() {
+          if (!summary2) throw new Error(`${where}: facts asked before the dump was read`);
+          return {
+            engine: "mysql",
+            flavor,
+            server,
+            dumpTool,
+            database,
+            tables: Object.fromEntries(summary2.tables),
+            rowCounts: "from-dump"
+          };
+        },
+        close: () => session.close()
+      };
+    } catch (error63) {
+      await session.close();
+      throw error63;
+    }
+  },
+  /** Without a server: the dump as `<database>.sql`, checked to be whole, to load by hand. */
+  async restore(streams, directory, facts) {
+    const expected = parseFacts(mysqlFactsSchema, facts, "mysql");
+    const stream = onlyStream(streams, "mysql dump");
+    const name = `${safeFileName(expected.database, "database")}.sql`;
+    const scanner = new MysqlDumpScanner();
+    async function* scanned() {
+      for await (const chunk of stream.data) {
+        scanner.push(chunk);
+        yield chunk;
+      }
+    }
+    await pipeline(scanned(), createWriteStream(join6(directory, name), { flags: "wx" }));
+    const summary2 = scanner.finish();
+    if (!summary2.completed) {
+      throw new IntegrityError(name, 'the dump does not end with "-- Dump completed"');
+    }
+    compareCounts(expected.tables, summary2.tables, name, "in the restored dump");
+    const client = expected.flavor === "mariadb" ? "mariadb" : "mysql";
+    return {
+      description: `${name} (${plural2(Object.keys(expected.tables).length, "table")}, row counts match; load it with: ${client} --default-character-set=utf8mb4 DATABASE < ${name})`
+    };
+  },
+  server: {
+    scheme: "mysql",
+    async restore(streams, target, facts, context, { force }) {
+      const expected = parseFacts(mysqlFactsSchema, facts, "mysql");
+      const stream = onlyStream(streams, "mysql dump");
+      const database = target.database;
+      if (!database) {
+        throw new ConfigError(
+          `--target ${target.display} names no database`,
+          "put the database to restore into in the URL path (it is created when missing): mysql://USER:PASSWORD@HOST:PORT/DATABASE"
+        );
+      }
+      const where = `database ${database} on ${serverName(target)}`;
+      const tools = await mysqlTools(["client"], context.env, `restore into ${where}`);
+      const client = pickTool(
+        tools.client,
+        expected.flavor,
+        context,
+        `restoring a dump made by ${expected.dumpTool}`,
+        expected.flavor === "mariadb" ? " (it may reject the dump's first line, MariaDB's sandbox mode)" : ""
+      );
+      const session = await MysqlSession.open(target, context, "--target");
+      try {
+        const state = await targetState(session, client, database, where);
+        if (state.exists && state.objects.length > 0 && !force) {
+          throw new RefusedError(
+            `${where} is not empty (${state.objects.join(", ")})`,
+            "restore into a new or empty database, or pass --force to restore over it (objects in the dump are replaced, others are kept)"
+          );
+        }
+        if (!state.exists) {
+          await session.query(
+            client,
+            `CREATE DATABASE ${sqlIdentifier(database)} CHARACTER SET utf8mb4;
+`,
+            `creating ${where}`
+          );
+        }
+        try {
+          await feedTool(
+            session.command(
+              client,
+              [
+                "--default-character-set=utf8mb4",
+                MAX_PACKET,
+                // MariaDB's client prints a failing statement whole: data in the log.
+                ...flavorOf(client.version) === "mariadb" ? ["--skip-print-query-on-error"] : [],
+                `--database=${database}`
+              ],
+              `${basename3(client.path)} restoring into ${where}`
+            ),
+            stream.data
+          );
+        } catch (error63) {
+          if (!state.exists) await dropDatabase(session, client, database, where, context);
+          else
+            context.reporter.warn(
+              `${where} existed before (--force) and may now be partly restored`
+            );
+          throw error63;
+        }
+        const counted = await countRows(session, client, database, expected.tables, where);
+        compareCounts(expected.tables, counted, where, "after the restore");
+        return {
+          description: `${where} (${plural2(Object.keys(expected.tables).length, "table")}, row counts match)`
+        };
+      } finally {
+        await session.close();
+      }
+    }
+  }
+};
+function dumpArguments(dump, server, database) {
+  const args = [
+    "--single-transaction",
+    "--routines",
+    "--triggers",
+    "--events",
+    "--hex-blob",
+    "--default-character-set=utf8mb4",
+    "--skip-dump-date",
+    "--no-tablespaces",
+    "--quick",
+    MAX_PACKET
+  ];
+  if (flavorOf(dump.version) === "mysql") {
+    args.push("--set-gtid-purged=OFF");
+    if (server === "mariadb" && dump.major >= 8) args.push("--column-statistics=0");
+  }
+  args.push("--", database);
+  return args;
+}
+function serverName(url2) {
+  return `${url2.host}:${url2.port ?? 3306}`;
+}
+
+// src/sources/postgres.ts
+import { createWriteStream as createWriteStream2 } from "node:fs";
+import { writeFile as writeFile3 } from "node:fs/promises";
+import { join as join8 } from "node:path";
+import { pipeline as pipeline2 } from "node:stream/promises";
+
+// src/sources/database/postgres-tools.ts
+import { dirname as dirname2, join as join7 } from "node:path";
+var USUAL_DIRECTORIES = [
+  "/usr/lib/postgresql/*/bin",
+  "/usr/pgsql-*/bin",
+  "/opt/homebrew/opt/postgresql@*/bin",
+  "/usr/local/opt/postgresql@*/bin",
+  "/Applications/Postgres.app/Contents/Versions/*/bin"
+];
+var POSTGRES_BIN_VARIABLE = "KLUIS_POSTGRES_BIN";
+async function postgresTool(name, minimumMajor, env, why) {
+  const found = await installedTools(
+    {
+      names: [name],
+      usualDirectories: USUAL_DIRECTORIES,
+      overrideVariable: POSTGRES_BIN_VARIABLE,
+      versionPattern: /\(PostgreSQL\) (\d+(?:\.\d+)*)/
+    },
+    env
+  );
+  if (found.length === 0) {
+    throw new SourceError(`${name} was not found (${why} needs it)`, installHint(minimumMajor));
+  }
+  if (minimumMajor === void 0) return newest(found);
+  const usable = found.filter((tool) => tool.major >= minimumMajor);
+  const exact = usable.find((tool) => tool.major === minimumMajor);
+  if (exact) return exact;
+  if (usable.length > 0) return usable.reduce((a, b) => b.major < a.major ? b : a);
+  const best = newest(found);
+  throw new SourceError(
+    `${why} needs ${name} ${minimumMajor} or newer; the newest found is ${best.version} (${best.path})`,
+    installHint(minimumMajor)
+  );
+}
+function installHint(major) {
+  const version2 = major === void 0 ? "" : `${major}`;
+  return `install the PostgreSQL ${version2 ? `${version2} ` : ""}client tools (Debian/Ubuntu: apt-get install postgresql-client${version2 ? `-${version2}` : ""}, from apt.postgresql.org if the release lacks it; macOS: brew install postgresql${version2 ? `@${version2}` : ""}), or set ${POSTGRES_BIN_VARIABLE} to the folder that holds them`;
+}
+function besideTool(sibling, name) {
+  return { ...sibling, path: join7(dirname2(sibling.path), name) };
+}
+function newest(tools) {
+  return tools.reduce((a, b) => b.major > a.major ? b : a);
+}
+
+// src/sources/database/psql-session.ts
+import { spawn as spawn2 } from "node:child_process";
+import { randomBytes as randomBytes5 } from "node:crypto";
+var PSQL_SCRIPT_OPTIONS = ["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"];
+var PsqlSession = class {
+  constructor(command2) {
+    this.command = command2;
+    this.child = spawn2(command2.path, command2.args, {
+      env: command2.env,
+      stdio: ["pipe", "pipe", "pipe"]
+    });
+    this.untrack = trackChildProcess(this.child);
+    this.child.stdin?.on("error", () => {
+    });
+    this.child.stdout?.setEncoding("utf8");
+    this.child.stdout?.on("data", (text) => {
+      this.output += text;
+      this.settle();
+    });
+    this.child.stderr?.setEncoding("utf8");
+    this.child.stderr?.on("data", (text) => {
+      this.stderr = (this.stderr + text).slice(-16384);
+    });
+    this.child.once("error", (error63) => this.end(error63.message));
+    this.child.once(
+      "close",
+      (code, signal) => this.end(signal ? `killed by ${signal}` : `exited with code ${code}`)
+    );
+  }
+  command;
+  child;
+  untrack;
+  output = "";
+  stderr = "";
+  closed = false;
+  /** How psql ended ("exited with code 2"), once it has. */
+  ending = "";
+  waiting;
+  queue = Promise.resolve();
+  /** Runs one statement whose result is a single jsonb value, and parses it. */
+  async json(sql) {
+    const text = await this.run(`SELECT to_jsonb((${sql}))`);
+    return JSON.parse(text);
+  }
+  /** Runs statements without a result (BEGIN, SET, …). */
+  async execute(sql) {
+    await this.run(sql);
+  }
+  /** Ends the session (the open transaction, if any, is rolled back: it only read). */
+  async close() {
+    if (this.closed) return;
+    this.child.stdin?.end();
+    await new Promise((resolve5) => {
+      if (this.closed) resolve5();
+      else this.child.once("close", () => resolve5());
+    });
+  }
+  run(sql) {
+    const result = this.queue.then(
+      () => new Promise((resolve5, reject) => {
+        if (this.closed) {
+          reject(this.failure(this.ending));
+          return;
+        }
+        const marker = `__kluis_${randomBytes5(8).toString("hex")}__`;
+        this.waiting = { marker, resolve: resolve5, reject };
+        this.child.stdin?.write(`${sql};
+\\echo ${marker}
+`);
+        this.settle();
+      })
+    );
+    this.queue = result.catch(() => void 0);
+    return result;
+  }
+  settle() {
+    const waiting = this.waiting;
+    if (!waiting) return;
+    const end = this.output.indexOf(`${waiting.marker}
+`);
+    if (end < 0) return;
+    const answer = this.output.slice(0, end).trim();
+    this.output = this.output.slice(end + waiting.marker.length + 1);
+    this.waiting = void 0;
+    waiting.resolve(answer);
+  }
+  end(how) {
+    if (this.closed) return;
+    this.closed = true;
+    this.ending = how;
+    this.untrack();
+    this.waiting?.reject(this.failure(how));
+    this.waiting = void 0;
+  }
+  failure(how) {
+    const tail = this.command.redact(this.stderr).trim().split("\n").filter((line) => line.trim() !== "").slice(-10).map((line) => `  ${line}`).join("\n");
+    return new SourceError(
+      `${this.command.label}: psql ${how}${tail ? `:
+${tail}` : ""}`,
+      this.command.hint
+    );
+  }
+};
+function sqlLiteral(value) {
+  return `'${value.replaceAll("'", "''")}'`;
+}
+function sqlIdentifier2(name) {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+// src/sources/postgres.ts
+var tableFactsSchema = external_exports.object({ schema: external_exports.string(), name: external_exports.string(), rows: external_exports.number() });
+var databaseFactsSchema = external_exports.object({
+  name: external_exports.string(),
+  stream: external_exports.string(),
+  encoding: external_exports.string(),
+  /** Exact row counts, taken in the snapshot pg_dump dumped. */
+  tables: external_exports.array(tableFactsSchema),
+  largeObjects: external_exports.number()
+});
+var postgresFactsSchema = external_exports.object({
+  engine: external_exports.literal("postgres"),
+  server: external_exports.string(),
+  serverMajor: external_exports.number(),
+  pgDump: external_exports.string(),
+  pgDumpMajor: external_exports.number(),
+  databases: external_exports.array(databaseFactsSchema),
+  /** The stream of roles and tablespaces, when the source has `globals: true`. */
+  globals: external_exports.string().optional()
+});
+var GLOBALS_STREAM = "globals";
+var databaseStream = (name) => `database:${name}`;
+var USER_SCHEMA = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'";
+var TABLES_SQL = `SELECT coalesce(jsonb_agg(jsonb_build_array(n.nspname, c.relname) ORDER BY n.nspname, c.relname), '[]')
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind = 'r' AND ${USER_SCHEMA}
+    AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')`;
+var COUNT_BATCH2 = 200;
+var postgresDriver = {
+  async read(config3, context) {
+    const where = `source '${config3.name}'`;
+    const url2 = parseDatabaseUrl(config3.url, where, "postgres");
+    const psql = await postgresTool("psql", void 0, context.env, where);
+    const server = await serverInfo(psql, url2, context, where);
+    const pgDump = await postgresTool(
+      "pg_dump",
+      server.major,
+      context.env,
+      `${where} (server ${server.version})`
+    );
+    context.reporter.debug(
+      `${where}: server ${server.version}, using ${pgDump.path} ${pgDump.version}`
+    );
+    const names = await databaseNames(config3, url2, psql, context, where);
+    const databases = [];
+    const streams = [];
+    let globals;
+    if (config3.globals) {
+      globals = GLOBALS_STREAM;
+      streams.push({
+        name: GLOBALS_STREAM,
+        data: dumpGlobals(besideTool(pgDump, "pg_dumpall"), url2, context, where)
+      });
+    }
+    for (const name of names) {
+      const database = url2.withDatabase(name);
+      streams.push({
+        name: databaseStream(name),
+        data: dumpDatabase(
+          psql,
+          pgDump,
+          database,
+          context,
+          `${where} database ${name}`,
+          (facts) => databases.push(facts)
+        )
+      });
+    }
+    return {
+      streams,
+      facts: () => ({
+        engine: "postgres",
+        server: server.version,
+        serverMajor: server.major,
+        pgDump: pgDump.version,
+        pgDumpMajor: pgDump.major,
+        databases,
+        ...globals ? { globals } : {}
+      }),
+      async close() {
+      }
+    };
+  },
+  /** Without a server: the archives as files, for pg_restore by hand. */
+  async restore(streams, directory, facts) {
+    const expected = parseFacts(postgresFactsSchema, facts, "postgres");
+    const files = [];
+    for (const stream of streams) {
+      const database = expected.databases.find((d) => d.stream === stream.name);
+      const file2 = stream.name === expected.globals ? "globals.sql" : `${safeFileName(database?.name ?? stream.name, "database")}.dump`;
+      await pipeline2(stream.data, createWriteStream2(join8(directory, file2), { flags: "wx" }));
+      files.push(file2);
+    }
+    await writeFile3(
+      join8(directory, "README.txt"),
+      `pg_dump archives (custom format) written by pg_dump ${expected.pgDump} from PostgreSQL ${expected.server}.
+Load one with: pg_restore --dbname=postgres://USER@HOST/DATABASE --single-transaction FILE.dump
+` + (expected.globals ? "Roles and tablespaces: psql --dbname=postgres://USER@HOST/postgres --file=globals.sql\n" : ""),
+      { flag: "wx" }
+    );
+    return { description: `${files.join(", ")} (pg_dump custom format; see README.txt)` };
+  },
+  server: {
+    scheme: "postgres",
+    async restore(streams, target, facts, context, { force }) {
+      const expected = parseFacts(postgresFactsSchema, facts, "postgres");
+      const psql = await postgresTool("psql", void 0, context.env, "--target");
+      const pgRestore = await postgresTool(
+        "pg_restore",
+        expected.pgDumpMajor,
+        context.env,
+        `restoring an archive of pg_dump ${expected.pgDump}`
+      );
+      const plan = restorePlan(expected, target);
+      const targets = [];
+      for (const { facts: database, into } of plan.databases) {
+        const stream = streams.find((s) => s.name === database.stream);
+        if (!stream) {
+          throw new SourceError(`the snapshot has no stream for database ${database.name}`);
+        }
+        targets.push(await inspectTarget(psql, database, stream, into, context, force));
+      }
+      if (plan.globals) {
+        const stream = streams.find((s) => s.name === plan.globals);
+        if (stream) await restoreGlobals(psql, stream, target, context);
+      }
+      const descriptions = [];
+      for (const restoreTarget of targets) {
+        descriptions.push(await restoreDatabase(psql, pgRestore, restoreTarget, context, force));
+      }
+      if (!plan.globals && expected.globals) {
+        context.reporter.info(
+          "roles and tablespaces (globals) were not restored: give a server URL without a database to restore them with every database"
+        );
+      }
+      return { description: descriptions.join("; ") };
+    }
+  }
+};
+async function serverInfo(psql, url2, context, where) {
+  return withSession(psql, url2, context, where, async (session) => {
+    const number4 = Number(
+      await session.json("SELECT current_setting('server_version_num')")
+    );
+    const version2 = await session.json("SELECT current_setting('server_version')");
+    return { version: version2.split(" ")[0] ?? version2, major: Math.floor(number4 / 1e4) };
+  });
+}
+async function databaseNames(config3, url2, psql, context, where) {
+  if (Array.isArray(config3.databases)) return config3.databases;
+  if (config3.databases === "all") {
+    return withSession(
+      psql,
+      url2,
+      context,
+      where,
+      (session) => session.json(
+        "SELECT coalesce(jsonb_agg(datname ORDER BY datname), '[]') FROM pg_database WHERE NOT datistemplate AND datallowconn"
+      )
+    );
+  }
+  if (url2.database) return [url2.database];
+  return withSession(
+    psql,
+    url2,
+    context,
+    where,
+    (session) => session.json("SELECT jsonb_build_array(current_database())")
+  );
+}
+async function* dumpDatabase(psql, pgDump, url2, context, where, record2) {
+  const session = openSession(psql, url2, context, where);
+  try {
+    await session.execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    const snapshot = await session.json("SELECT pg_export_snapshot()");
+    const encoding = await session.json(
+      "SELECT pg_encoding_to_char(encoding) FROM pg_database WHERE datname = current_database()"
+    );
+    const counting = countRows2(session, await session.json(TABLES_SQL));
+    counting.catch(() => void 0);
+    yield* toolOutput(
+      command(pgDump, url2, context, `pg_dump of ${where}`, [
+        "--format=custom",
+        "--compress=0",
+        `--snapshot=${snapshot}`
+      ])
+    );
+    const { tables, largeObjects } = await counting;
+    record2({
+      name: url2.database ?? "",
+      stream: databaseStream(url2.database ?? ""),
+      encoding,
+      tables,
+      largeObjects
+    });
+  } finally {
+    await session.close();
+  }
+}
+async function countRows2(session, tables) {
+  const counted = [];
+  for (let start = 0; start < tables.length; start += COUNT_BATCH2) {
+    const batch = tables.slice(start, start + COUNT_BATCH2);
+    const values = batch.map(
+      ([schema, name], i2) => `(${i2}, (SELECT count(*) FROM ONLY ${sqlIdentifier2(schema)}.${sqlIdentifier2(name)}))`
+    ).join(", ");
+    const counts = await session.json(
+      `SELECT jsonb_agg(n ORDER BY i) FROM (VALUES ${values}) AS v(i, n)`
+    );
+    batch.forEach(([schema, name], i2) => {
+      counted.push({ schema, name, rows: Number(counts[i2]) });
+    });
+  }
+  const largeObjects = Number(
+    await session.json("SELECT count(*) FROM pg_largeobject_metadata")
+  );
+  return { tables: counted, largeObjects };
+}
+async function* dumpGlobals(pgDumpAll, url2, context, where) {
+  const run2 = (extra) => runTool(
+    command(pgDumpAll, url2, context, `pg_dumpall --globals-only of ${where}`, [
+      "--globals-only",
+      ...extra
+    ])
+  );
+  try {
+    yield Buffer.from((await run2([])).stdout);
+  } catch (error63) {
+    if (!(error63 instanceof SourceError && /permission denied for (table|relation) pg_authid/.test(error63.message))) {
+      throw error63;
+    }
+    context.reporter.warn(
+      `${where}: the server does not let this user read role passwords; roles are backed up without them`
+    );
+    yield Buffer.from((await run2(["--no-role-passwords"])).stdout);
+  }
+}
+function restorePlan(facts, target) {
+  if (target.database) {
+    const [only] = facts.databases;
+    if (!only || facts.databases.length > 1) {
+      throw new ConfigError(
+        `the source holds ${facts.databases.length} databases (${facts.databases.map((d) => d.name).join(", ")}); --target names one`,
+        "give a server URL without a database (postgres://USER@HOST:PORT/) to restore each under its own name"
+      );
+    }
+    return { globals: void 0, databases: [{ facts: only, into: target }] };
+  }
+  return {
+    globals: facts.globals,
+    databases: facts.databases.map((d) => ({ facts: d, into: target.withDatabase(d.name) }))
+  };
+}
+async function inspectTarget(psql, facts, stream, url2, context, force) {
+  const name = url2.database ?? facts.name;
+  const where = `database ${name} on ${url2.host}${url2.port ? `:${url2.port}` : ""}`;
+  const { exists: exists2, serverMajor } = await withSession(
+    psql,
+    url2.withDatabase("postgres"),
+    context,
+    where,
+    async (session) => ({
+      exists: await session.json(
+        `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = ${sqlLiteral(name)})`
+      ),
+      serverMajor: Math.floor(
+        Number(await session.json("SELECT current_setting('server_version_num')")) / 1e4
+      )
+    })
+  );
+  if (exists2) {
+    const objects = await withSession(
+      psql,
+      url2,
+      context,
+      where,
+      (session) => session.json(USER_OBJECTS_SQL)
+    );
+    if (objects > 0 && !force) {
+      throw new RefusedError(
+        `restore target ${where} is not empty (${objects} objects)`,
+        "restore into a new database (kluis creates it), or pass --force to restore over it"
+      );
+    }
+  }
+  return { facts, stream, url: url2, name, where, exists: exists2, serverMajor };
+}
+async function restoreDatabase(psql, pgRestore, { facts, stream, url: target, name, where, exists: exists2, serverMajor }, context, force) {
+  const maintenance = target.withDatabase("postgres");
+  if (!exists2) {
+    await withSession(
+      psql,
+      maintenance,
+      context,
+      where,
+      (session) => session.execute(
+        `CREATE DATABASE ${sqlIdentifier2(name)} TEMPLATE template0 ENCODING ${sqlLiteral(facts.encoding)}`
+      )
+    );
+  }
+  try {
+    await feedTool(
+      command(
+        pgRestore,
+        target,
+        context,
+        `pg_restore into ${where}`,
+        ["--single-transaction", "--exit-on-error", ...force ? ["--clean", "--if-exists"] : []],
+        {
+          hint: "the database is as it was before (pg_restore runs as one transaction); a missing role is created by restoring a source with globals: true first, or with CREATE ROLE"
+        }
+      ),
+      stream.data
+    );
+  } catch (error63) {
+    if (!exists2) {
+      await withSession(
+        psql,
+        maintenance,
+        context,
+        where,
+        (session) => (
+          // WITH (FORCE) (PostgreSQL 13+) ends the killed pg_restore's connection if it lingers.
+          session.execute(
+            `DROP DATABASE IF EXISTS ${sqlIdentifier2(name)}${serverMajor >= 13 ? " WITH (FORCE)" : ""}`
+          )
+        )
+      ).catch(
+        (dropError) => context.reporter.warn(
+          `could not drop ${where} after the failed restore: ${dropError.message}`
+        )
+      );
+    }
+    throw error63;
+  }
+  const actual = await withSession(
+    psql,
+    target,
+    context,
+    where,
+    async (session) => countRows2(
+      session,
+      facts.tables.map((t) => [t.schema, t.name])
+    )
+  );
+  actual.tables.forEach((table, i2) => {
+    const recorded = facts.tables[i2]?.rows;
+    if (table.rows !== recorded) {
+      throw new IntegrityError(
+        where,
+        `table ${table.schema}.${table.name} has ${table.rows} rows after restore, the backup recorded ${recorded}`
+      );
+    }
+  });
+  if (actual.largeObjects < facts.largeObjects) {
+    throw new IntegrityError(
+      where,
+      `has ${actual.largeObjects} large objects after restore, the backup recorded ${facts.largeObjects}`
+    );
+  }
+  const objects = [plural2(facts.tables.length, "table")];
+  if (facts.largeObjects) objects.push(plural2(facts.largeObjects, "large object"));
+  return `${where} (${objects.join(", ")}, row counts match)`;
+}
+var USER_OBJECTS_SQL = `SELECT
+  (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE ${USER_SCHEMA})
+  + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE ${USER_SCHEMA})
+  + (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace WHERE ${USER_SCHEMA} AND t.typtype IN ('e', 'd', 'r', 'm'))
+  + (SELECT count(*) FROM pg_namespace n WHERE ${USER_SCHEMA} AND n.nspname <> 'public')
+  + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
+  + (SELECT count(*) FROM pg_largeobject_metadata)`;
+async function restoreGlobals(psql, stream, target, context) {
+  const where = `roles and tablespaces on ${target.host}`;
+  const server = target.withDatabase("postgres");
+  const { stderr } = await feedTool(
+    // Its stderr is read below: "already exists" errors are expected, not warnings.
+    command(psql, server, context, `psql restoring ${where}`, ["-X", "-q", "--file=-"], {
+      warn: void 0
+    }),
+    stream.data
+  );
+  const errors = stderr.split("\n").filter((line) => /ERROR:/.test(line) && !/already exists/.test(line));
+  if (errors.length > 0) {
+    throw new SourceError(
+      `restoring ${where} failed:
+${errors.slice(-10).map((line) => `  ${line}`).join("\n")}`
+    );
+  }
+}
+function command(tool, url2, context, label, args, overrides = {}) {
+  return {
+    path: tool.path,
+    args: [...args, "--no-password", `--dbname=${url2.connection.href}`],
+    env: toolEnvironment(context.env, {
+      PGPASSWORD: url2.password ?? context.env.PGPASSWORD,
+      PGCONNECT_TIMEOUT: context.env.PGCONNECT_TIMEOUT ?? "30",
+      PGAPPNAME: "kluis"
+    }),
+    label,
+    redact: url2.redact,
+    hint: "check the URL (host, port, database, user, password) and that the server accepts connections from this machine",
+    warn: (line) => context.reporter.warn(`${label}: ${line}`),
+    ...overrides
+  };
+}
+function openSession(psql, url2, context, where) {
+  const session = new PsqlSession(command(psql, url2, context, where, PSQL_SCRIPT_OPTIONS));
+  session.execute("SET standard_conforming_strings = on").catch(() => void 0);
+  return session;
+}
+async function withSession(psql, url2, context, where, use) {
+  const session = openSession(psql, url2, context, where);
+  try {
+    return await use(session);
+  } finally {
+    await session.close();
+  }
+}
+
+// src/sources/sqlite.ts
+import { createReadStream, createWriteStream as createWriteStream3 } from "node:fs";
+import { stat as stat4 } from "node:fs/promises";
+import { basename as basename4, join as join9 } from "node:path";
+import { pipeline as pipeline3 } from "node:stream/promises";
 var sqliteFactsSchema = external_exports.object({
   engine: external_exports.literal("sqlite"),
   version: external_exports.string(),
@@ -75109,8 +76752,8 @@ var sqliteDriver = {
       );
     }
     const { DatabaseSync, backup: backup2 } = await sqliteModule();
-    const temporary = temporaryDirectory(join4(context.temporaryDirectory, "kluis-sqlite-"));
-    const copy = join4(temporary.path, basename(path));
+    const temporary = temporaryDirectory(join9(context.temporaryDirectory, "kluis-sqlite-"));
+    const copy = join9(temporary.path, basename4(path));
     context.reporter.debug(`copying ${config3.path} to ${copy} with SQLite's online backup API`);
     let facts;
     try {
@@ -75120,7 +76763,7 @@ var sqliteDriver = {
       } finally {
         database.close();
       }
-      facts = readFacts(new DatabaseSync(copy, { readOnly: true }), basename(path));
+      facts = readFacts(new DatabaseSync(copy, { readOnly: true }), basename4(path));
     } catch (error63) {
       await temporary.remove();
       if (error63 instanceof SourceError) throw error63;
@@ -75138,8 +76781,8 @@ var sqliteDriver = {
   async restore(streams, directory, facts) {
     const expected = parseFacts(sqliteFactsSchema, facts, "sqlite");
     const stream = onlyStream(streams, "database");
-    const file2 = join4(directory, safeBaseName(expected.file));
-    await pipeline(stream.data, createWriteStream(file2, { flags: "wx" }));
+    const file2 = join9(directory, safeFileName(basename4(expected.file), "database.sqlite"));
+    await pipeline3(stream.data, createWriteStream3(file2, { flags: "wx" }));
     const { DatabaseSync } = await sqliteModule();
     const database = new DatabaseSync(file2);
     try {
@@ -75162,7 +76805,7 @@ var sqliteDriver = {
       }
       const tables = Object.keys(actual.tables).length;
       return {
-        description: `${basename(file2)} (${tables} table${tables === 1 ? "" : "s"}, integrity ok)`
+        description: `${basename4(file2)} (${plural2(tables, "table")}, integrity ok)`
       };
     } finally {
       database.close();
@@ -75186,15 +76829,13 @@ function readFacts(database, file2, close = true) {
     if (close) database.close();
   }
 }
-function safeBaseName(name) {
-  const base = basename(name);
-  return base && base !== "." && base !== ".." ? base : "database.sqlite";
-}
 
 // src/sources/drivers.ts
 var drivers = {
   sqlite: sqliteDriver,
-  files: filesDriver
+  files: filesDriver,
+  postgres: postgresDriver,
+  mysql: mysqlDriver
 };
 function driverForStored(type) {
   return Object.hasOwn(drivers, type) ? drivers[type] : void 0;
@@ -75211,10 +76852,10 @@ import { isAbsolute, resolve as resolve3 } from "node:path";
 import { fileURLToPath } from "node:url";
 
 // src/storage/local.ts
-import { randomBytes as randomBytes5 } from "node:crypto";
-import { constants as constants6 } from "node:fs";
-import { link as link2, mkdir as mkdir3, open as open5, readdir as readdir3, readFile as readFile3, rm as rm3, stat as stat5, unlink as unlink3 } from "node:fs/promises";
-import { dirname as dirname2, join as join5, sep } from "node:path";
+import { randomBytes as randomBytes6 } from "node:crypto";
+import { constants as constants7 } from "node:fs";
+import { link as link2, mkdir as mkdir3, open as open5, readdir as readdir4, readFile as readFile3, rm as rm3, stat as stat5, unlink as unlink3 } from "node:fs/promises";
+import { dirname as dirname3, join as join10, sep } from "node:path";
 var LocalStorage = class {
   constructor(root) {
     this.root = root;
@@ -75224,14 +76865,14 @@ var LocalStorage = class {
   location;
   async putIfAbsent(name, data) {
     const path = this.path(name);
-    const directory = dirname2(path);
+    const directory = dirname3(path);
     const firstCreated = await mkdir3(directory, { recursive: true });
-    if (firstCreated) await syncDirectory(dirname2(firstCreated));
-    const temporary = `${path}.tmp-${randomBytes5(6).toString("hex")}`;
+    if (firstCreated) await syncDirectory(dirname3(firstCreated));
+    const temporary = `${path}.tmp-${randomBytes6(6).toString("hex")}`;
     try {
       const handle = await open5(
         temporary,
-        constants6.O_WRONLY | constants6.O_CREAT | constants6.O_EXCL,
+        constants7.O_WRONLY | constants7.O_CREAT | constants7.O_EXCL,
         420
       );
       try {
@@ -75280,7 +76921,7 @@ var LocalStorage = class {
   async *walk(relative, prefix) {
     let entries;
     try {
-      entries = await readdir3(this.path(relative), { withFileTypes: true });
+      entries = await readdir4(this.path(relative), { withFileTypes: true });
     } catch (error63) {
       if (isCode(error63, "ENOENT")) return;
       throw this.failure("list", relative || ".", error63);
@@ -75304,7 +76945,7 @@ var LocalStorage = class {
     if (name.split("/").some((part) => part === "..") || name.startsWith("/")) {
       throw new StorageError(`invalid object name ${name}`);
     }
-    return name ? join5(this.root, name.split("/").join(sep)) : this.root;
+    return name ? join10(this.root, name.split("/").join(sep)) : this.root;
   }
   failure(operation, name, error63) {
     if (error63 instanceof StorageError) return error63;
@@ -75315,7 +76956,7 @@ var LocalStorage = class {
   }
 };
 async function syncDirectory(directory) {
-  const handle = await open5(directory, constants6.O_RDONLY);
+  const handle = await open5(directory, constants7.O_RDONLY);
   try {
     await handle.sync();
   } finally {
@@ -75363,7 +77004,8 @@ function sourceContext(config3, reporter, env) {
   return {
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
-    resolvePath: (path) => resolvePath(config3, path)
+    resolvePath: (path) => resolvePath(config3, path),
+    env
   };
 }
 
@@ -75372,6 +77014,7 @@ var UPLOAD_CONCURRENCY = 4;
 async function backup(config3, options, reporter, env) {
   const started = performance.now();
   const sources = selectSources(config3.sources, options.sources);
+  for (const source of sources) requireSourceSettings(config3, source);
   const writer = await loadWriterKey(config3, env);
   const repository = await openRepository(config3);
   const time3 = (options.time ?? /* @__PURE__ */ new Date()).toISOString();
@@ -75466,7 +77109,7 @@ async function backupSource(source, context, repository, group2, known, level) {
       manifestStreams.push({ name: stream.name, size: saved.size, sha256: saved.sha256 });
       result.size += saved.size;
     }
-    return { indexStreams, manifestStreams, facts: reading.facts(), result };
+    return { indexStreams, manifestStreams, facts: await reading.facts(), result };
   } finally {
     await reading.close();
   }
@@ -75612,8 +77255,8 @@ async function readChunk(repository, opener, id, size, dedupKey) {
 }
 
 // src/commands/restore.ts
-import { mkdir as mkdir4, readdir as readdir4, rename as rename2, stat as stat6 } from "node:fs/promises";
-import { dirname as dirname3, join as join6, resolve as resolve4 } from "node:path";
+import { mkdir as mkdir4, readdir as readdir5, rename as rename2, stat as stat6 } from "node:fs/promises";
+import { dirname as dirname4, join as join11, resolve as resolve4 } from "node:path";
 
 // src/repository/stream-reader.ts
 import { createHash as createHash8 } from "node:crypto";
@@ -75690,7 +77333,6 @@ async function selectSnapshot(repository, writer, choice) {
 // src/commands/restore.ts
 async function restore(config3, options, reporter, env) {
   const started = performance.now();
-  const target = resolve4(options.target);
   const writer = await loadWriterPublicKey(config3);
   const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env);
   const repository = await openRepository(config3);
@@ -75703,52 +77345,35 @@ async function restore(config3, options, reporter, env) {
       `it holds: ${index2.sources.map((s) => s.name).join(", ")}`
     );
   }
-  await refuseNonEmpty(target, options.force ?? false);
   const chosen = index2.sources.filter((s) => wanted.includes(s.name));
-  const groups = /* @__PURE__ */ new Map();
-  for (const group2 of new Set(chosen.map((s) => s.group))) {
-    const manifest = await repository.readManifest(index2, group2, readerKeys, writer);
-    groups.set(group2, { manifest, dedupKey: Buffer.from(manifest.dedupKey, "base64") });
-  }
-  const opener = new ChunkOpener(readerKeys);
   const context = sourceContext(config3, reporter, env);
-  await mkdir4(dirname3(target), { recursive: true });
-  const staged = temporaryDirectory(join6(dirname3(target), ".kluis-restore-"));
+  const opener = new ChunkOpener(readerKeys);
+  const manifests = /* @__PURE__ */ new Map();
+  for (const group2 of new Set(chosen.map((s) => s.group))) {
+    manifests.set(group2, await repository.readManifest(index2, group2, readerKeys, writer));
+  }
+  const open6 = (source) => openSource(repository, opener, index2, source, manifests.get(source.group));
+  if (databaseScheme(options.target)) {
+    return restoreToServer(options, chosen, open6, context, started, index2);
+  }
+  const target = resolve4(options.target);
+  await refuseNonEmpty(target, options.force ?? false);
+  await mkdir4(dirname4(target), { recursive: true });
+  const staged = temporaryDirectory(join11(dirname4(target), ".kluis-restore-"));
   const staging = staged.path;
   try {
     const restored = [];
     for (const source of chosen) {
-      const { manifest, dedupKey } = groups.get(source.group);
-      const manifestObject = objectNames.manifest(index2.id, source.group);
-      const facts = manifest.sources.find((s) => s.name === source.name);
-      if (!facts) throw new IntegrityError(manifestObject, `has no entry for source ${source.name}`);
-      const streams = source.streams.map((stream) => {
-        const expected = facts.streams.find((s) => s.name === stream.name);
-        if (!expected) {
-          throw new IntegrityError(manifestObject, `has no stream ${source.name}/${stream.name}`);
-        }
-        const label = `snapshot ${index2.id.slice(0, 8)} source ${source.name} stream ${stream.name}`;
-        return {
-          name: stream.name,
-          data: readStream(repository, opener, dedupKey, stream, expected, label)
-        };
-      });
+      const { driver, streams, facts } = open6(source);
       reporter.info(`restoring ${source.type} source '${source.name}'`);
-      const directory = join6(staging, source.name);
+      const directory = join11(staging, source.name);
       await mkdir4(directory);
-      const driver = driverForStored(source.type);
-      if (!driver) {
-        throw new SourceError(
-          `source ${source.name} has type '${source.type}', which this kluis cannot restore`,
-          "use a newer kluis release"
-        );
-      }
-      const summary2 = await driver.restore(streams, directory, facts.facts, context);
+      const summary2 = await driver.restore(streams, directory, facts, context);
       restored.push({
         name: source.name,
         type: source.type,
-        path: join6(target, source.name),
-        size: source.streams.reduce((sum, s) => sum + s.size, 0),
+        path: join11(target, source.name),
+        size: sourceSize(source),
         description: summary2.description
       });
     }
@@ -75768,12 +77393,79 @@ async function restore(config3, options, reporter, env) {
     await staged.remove();
   }
 }
+function openSource(repository, opener, index2, source, manifest) {
+  const manifestObject = objectNames.manifest(index2.id, source.group);
+  const entry = manifest?.sources.find((s) => s.name === source.name);
+  if (!manifest || !entry) {
+    throw new IntegrityError(manifestObject, `has no entry for source ${source.name}`);
+  }
+  const driver = driverForStored(source.type);
+  if (!driver) {
+    throw new SourceError(
+      `source ${source.name} has type '${source.type}', which this kluis cannot restore`,
+      "use a newer kluis release"
+    );
+  }
+  const dedupKey = Buffer.from(manifest.dedupKey, "base64");
+  const streams = source.streams.map((stream) => {
+    const expected = entry.streams.find((s) => s.name === stream.name);
+    if (!expected) {
+      throw new IntegrityError(manifestObject, `has no stream ${source.name}/${stream.name}`);
+    }
+    const label = `snapshot ${index2.id.slice(0, 8)} source ${source.name} stream ${stream.name}`;
+    return {
+      name: stream.name,
+      data: readStream(repository, opener, dedupKey, stream, expected, label)
+    };
+  });
+  return { driver, streams, facts: entry.facts };
+}
+async function restoreToServer(options, chosen, open6, context, started, index2) {
+  const scheme = databaseScheme(options.target);
+  const [source] = chosen;
+  if (!source || chosen.length !== 1) {
+    throw new ConfigError(
+      `a database URL as --target takes one source; snapshot ${index2.id.slice(0, 8)} holds ${chosen.map((s) => s.name).join(", ")}`,
+      "name the database source with --source NAME"
+    );
+  }
+  const target = parseDatabaseUrl(options.target, "--target");
+  const { driver, streams, facts } = open6(source);
+  if (!driver.server || driver.server.scheme !== scheme) {
+    throw new ConfigError(
+      `source '${source.name}' is a ${source.type} source and cannot be restored into ${target.display}`,
+      driver.server ? `give a ${driver.server.scheme}:// URL as --target` : "give a directory as --target"
+    );
+  }
+  context.reporter.info(`restoring ${source.type} source '${source.name}' into ${target.display}`);
+  const summary2 = await driver.server.restore(streams, target, facts, context, {
+    force: options.force ?? false
+  });
+  return {
+    snapshotId: index2.id,
+    time: index2.time,
+    target: target.display,
+    sources: [
+      {
+        name: source.name,
+        type: source.type,
+        path: target.display,
+        size: sourceSize(source),
+        description: summary2.description
+      }
+    ],
+    durationSeconds: (performance.now() - started) / 1e3
+  };
+}
+function sourceSize(source) {
+  return source.streams.reduce((sum, s) => sum + s.size, 0);
+}
 async function refuseNonEmpty(target, force) {
   const info2 = await stat6(target).catch(() => void 0);
   if (!info2) return;
   if (!info2.isDirectory())
     throw new RefusedError(`restore target ${target} exists and is not a directory`);
-  if (!force && (await readdir4(target)).length > 0) {
+  if (!force && (await readdir5(target)).length > 0) {
     throw new RefusedError(
       `restore target ${target} is not empty`,
       "choose an empty or new directory, or pass --force to replace the restored sources in it"
@@ -75783,12 +77475,12 @@ async function refuseNonEmpty(target, force) {
 async function moveIntoPlace(staging, target, names) {
   await mkdir4(target, { recursive: true });
   for (const name of names) {
-    const destination = join6(target, name);
+    const destination = join11(target, name);
     if (await stat6(destination).catch(() => void 0)) {
-      const old = join6(staging, `.replaced-${name}`);
+      const old = join11(staging, `.replaced-${name}`);
       await rename2(destination, old);
     }
-    await rename2(join6(staging, name), destination);
+    await rename2(join11(staging, name), destination);
   }
 }
 
@@ -75814,29 +77506,8 @@ function summarize2(index2) {
   };
 }
 
-// src/core/format.ts
-function formatBytes(bytes) {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return unit === 0 ? `${bytes} B` : `${value.toFixed(value < 10 ? 2 : 1)} ${units[unit]}`;
-}
-function formatDuration(seconds) {
-  if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes}m${Math.round(seconds - minutes * 60)}s`;
-}
-function formatTime(iso) {
-  return iso.replace("T", " ").replace(/\.\d+Z$|Z$/, "");
-}
-
 // src/action/commands.ts
-async function runCommand(settings, reporter, env) {
-  const config3 = await loadConfig(settings.config, env);
+async function runCommand(settings, config3, reporter, env) {
   switch (settings.command) {
     case "backup": {
       const result = await backup(
@@ -75910,9 +77581,9 @@ function parseTimestamp(text) {
 // src/action/inputs.ts
 var COMMANDS = ["backup", "snapshots", "restore", "check"];
 function readInputs() {
-  const command = parseCommand(getInput("command", { required: true }));
+  const command2 = parseCommand(getInput("command", { required: true }));
   const settings = {
-    command,
+    command: command2,
     config: getInput("config") || "kluis.yml",
     sources: parseList(getInput("source")),
     snapshot: getInput("snapshot") || void 0,
@@ -75926,11 +77597,11 @@ function readInputs() {
   return settings;
 }
 function parseCommand(value) {
-  const command = COMMANDS.find((name) => name === value);
-  if (!command) {
+  const command2 = COMMANDS.find((name) => name === value);
+  if (!command2) {
     throw new ConfigError(`Invalid command '${value}'. Expected one of: ${COMMANDS.join(", ")}.`);
   }
-  return command;
+  return command2;
 }
 function parseList(value) {
   return value.split(/[,\n]/).map((item) => item.trim()).filter((item) => item !== "");
@@ -75987,10 +77658,10 @@ function outputsFor(outcome, durationSeconds) {
 }
 
 // src/action/reporter.ts
-import { randomBytes as randomBytes6 } from "node:crypto";
+import { randomBytes as randomBytes7 } from "node:crypto";
 var MAX_ANNOTATIONS = 10;
 async function withCommandsStopped(work) {
-  const token = randomBytes6(16).toString("hex");
+  const token = randomBytes7(16).toString("hex");
   const warnings = [];
   const reporter = {
     info: (message) => info(message),
@@ -76032,6 +77703,17 @@ function maskSecrets(env) {
     for (const line of (env[name] ?? "").split(/\r?\n/)) {
       const secret = line.trim();
       if (secret !== "") setSecret(secret);
+    }
+  }
+}
+function maskDatabasePasswords(config3, target) {
+  const urls = config3.sources.flatMap((source) => "url" in source ? [source.url] : []);
+  for (const text of [...urls, target ?? ""]) {
+    if (!databaseScheme(text)) continue;
+    try {
+      const { password } = parseDatabaseUrl(text, "url");
+      for (const form of secretForms(password ?? "")) setSecret(form);
+    } catch {
     }
   }
 }
@@ -76143,9 +77825,11 @@ async function run() {
   maskSecrets(process.env);
   try {
     const settings = readInputs();
+    const config3 = await loadConfig(settings.config, process.env);
+    maskDatabasePasswords(config3, settings.target);
     const started = performance.now();
     const outcome = await withCommandsStopped(
-      (reporter) => runCommand(settings, reporter, process.env)
+      (reporter) => runCommand(settings, config3, reporter, process.env)
     );
     const seconds = (performance.now() - started) / 1e3;
     for (const [name, value] of Object.entries(outputsFor(outcome, seconds))) {

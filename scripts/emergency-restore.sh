@@ -36,7 +36,7 @@ stream_name=${5-}
 case $snapshot in *[!0-9a-f]* | '') die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)" ;; esac
 [ "${#snapshot}" -eq 32 ] || die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)"
 case $source_name in *[!A-Za-z0-9._-]* | '' | [._-]*) die "invalid SOURCE_NAME: $source_name" ;; esac
-case $stream_name in *[!A-Za-z0-9._-]*) die "invalid STREAM_NAME: $stream_name" ;; esac
+case $stream_name in *[!A-Za-z0-9._:-]*) die "invalid STREAM_NAME: $stream_name" ;; esac
 [ -f "$repo/config.json" ] || die "$repo is not a kluis repository (no config.json)"
 grep -q '"version": 1,' "$repo/config.json" || die "$repo/config.json: not repository format version 1"
 for tool in gpg zstd awk sha256sum; do

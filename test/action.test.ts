@@ -249,6 +249,45 @@ describe('the action, run like the runner runs it', () => {
     expect(run.stdout).not.toMatch(/\n\s+at /) // no stack trace
   })
 
+  it('masks database passwords from source URLs and the restore target before logging', async () => {
+    const password = 'p@ss:w/rd%+ é'
+    const encoded = encodeURIComponent(password)
+    project = await createProject({
+      config: `${exampleConfig}  - { name: app, type: postgres, url: "\${DATABASE_URL}" }\n`,
+    })
+    expect((await project.run(['init'])).code).toBe(0)
+    const run = await runAction(
+      project.dir,
+      { command: 'backup', source: 'app' },
+      // Nothing listens on port 1: the backup fails after the masks were registered.
+      { DATABASE_URL: `postgres://kluis:${encoded}@127.0.0.1:1/app` },
+    )
+    expect(run.code).toBe(1)
+    // Workflow command data escapes '%' as '%25'; the runner undoes it.
+    const masks = run.stdout
+      .split('\n')
+      .filter((line) => line.startsWith('::add-mask::'))
+      .map((line) => line.replaceAll('%25', '%'))
+    expect(masks).toEqual(
+      expect.arrayContaining([`::add-mask::${password}`, `::add-mask::${encoded}`]),
+    )
+    // Registered while workflow commands are still on, or the runner would ignore them.
+    expect(run.stdout.indexOf(`::add-mask::${encoded.replaceAll('%', '%25')}`)).toBeLessThan(
+      run.stdout.indexOf('::stop-commands::'),
+    )
+    expect(run.stdout).toContain('::error::')
+    const logged = run.stdout.replace(/^::add-mask::.*$/gm, '')
+    expect(logged).not.toContain(password)
+    expect(logged).not.toContain(encoded)
+
+    const restore = await runAction(project.dir, {
+      command: 'restore',
+      target: `postgres://kluis:target%21secret@127.0.0.1:1/restored`,
+      key: 'keys/reader.key',
+    })
+    expect(restore.stdout).toContain('::add-mask::target!secret')
+  })
+
   it('does not let a file name inject workflow commands into the log', async () => {
     // Source names cannot hold ':' (the configuration rejects them), but file names can hold
     // anything. A name that is not UTF-8 is skipped with a warning that quotes it.

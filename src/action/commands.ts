@@ -2,7 +2,7 @@ import { type BackupResult, backup } from '../commands/backup.js'
 import { type CheckResult, check } from '../commands/check.js'
 import { type RestoreResult, restore } from '../commands/restore.js'
 import { listSnapshots, type SnapshotSummary } from '../commands/snapshots.js'
-import { loadConfig } from '../config/config.js'
+import type { KluisConfig } from '../config/config.js'
 import { formatBytes, formatDuration, formatTime } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import type { ActionSettings } from './inputs.js'
@@ -17,10 +17,10 @@ export type CommandResult =
 /** Runs the chosen command like the CLI does, logging a short result through the reporter. */
 export async function runCommand(
   settings: ActionSettings,
+  config: KluisConfig,
   reporter: Reporter,
   env: NodeJS.ProcessEnv,
 ): Promise<CommandResult> {
-  const config = await loadConfig(settings.config, env)
   switch (settings.command) {
     case 'backup': {
       const result = await backup(

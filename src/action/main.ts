@@ -1,10 +1,11 @@
 import * as core from '@actions/core'
+import { loadConfig } from '../config/config.js'
 import { describeSystemError, errorMessage, KluisError } from '../core/errors.js'
 import { runCommand } from './commands.js'
 import { readInputs } from './inputs.js'
 import { outputsFor } from './outputs.js'
 import { withCommandsStopped } from './reporter.js'
-import { maskSecrets } from './secrets.js'
+import { maskDatabasePasswords, maskSecrets } from './secrets.js'
 import { writeSummary } from './summary.js'
 
 /**
@@ -16,9 +17,13 @@ export async function run(): Promise<void> {
   maskSecrets(process.env)
   try {
     const settings = readInputs()
+    const config = await loadConfig(settings.config, process.env)
+    // Masks work only while workflow commands are on: before withCommandsStopped. A restore
+    // target's password arrives as a plain input, not as a secret the runner knows.
+    maskDatabasePasswords(config, settings.target)
     const started = performance.now()
     const outcome = await withCommandsStopped((reporter) =>
-      runCommand(settings, reporter, process.env),
+      runCommand(settings, config, reporter, process.env),
     )
     const seconds = (performance.now() - started) / 1000
     for (const [name, value] of Object.entries(outputsFor(outcome, seconds))) {

@@ -1,4 +1,7 @@
 import * as core from '@actions/core'
+import type { KluisConfig } from '../config/config.js'
+import { secretForms } from '../core/redact.js'
+import { databaseScheme, parseDatabaseUrl } from '../sources/database/database-url.js'
 
 /** Environment variables whose values are key material or passphrases. */
 const SECRET_VARIABLES = [
@@ -17,6 +20,23 @@ export function maskSecrets(env: NodeJS.ProcessEnv): void {
     for (const line of (env[name] ?? '').split(/\r?\n/)) {
       const secret = line.trim()
       if (secret !== '') core.setSecret(secret)
+    }
+  }
+}
+
+/**
+ * Registers the passwords of database URLs (the sources', a restore target's) in every form
+ * they take: the runner masks a secret's whole value, not the password inside a URL.
+ */
+export function maskDatabasePasswords(config: KluisConfig, target: string | undefined): void {
+  const urls = config.sources.flatMap((source) => ('url' in source ? [source.url] : []))
+  for (const text of [...urls, target ?? '']) {
+    if (!databaseScheme(text)) continue
+    try {
+      const { password } = parseDatabaseUrl(text, 'url')
+      for (const form of secretForms(password ?? '')) core.setSecret(form)
+    } catch {
+      // A malformed URL fails later with a message that never quotes it.
     }
   }
 }

@@ -23,7 +23,10 @@ Commands:
   init                                        create the repository named in the configuration
   backup [--source NAME]... [--json]          back up the configured sources
   snapshots [--json]                          list snapshots
-  restore --target DIR [--snapshot ID | --at TIME] [--source NAME]... [--key FILE] [--force] [--json]
+  restore --target DIR|URL [--snapshot ID | --at TIME] [--source NAME]... [--key FILE] [--force] [--json]
+                                              restore into a folder, or one database source into
+                                              postgres://USER@HOST:PORT/DB or mysql://… (created
+                                              when missing; password in PGPASSWORD, not argv)
   check [--read-data --key FILE] [--json]     verify the repository
 
 Common options:
@@ -162,7 +165,8 @@ async function runCommand(
       )
     }
     case 'restore': {
-      if (!values.target) throw new ConfigError('restore needs --target DIR', 'see `kluis --help`')
+      if (!values.target)
+        throw new ConfigError('restore needs --target DIR or a database URL', 'see `kluis --help`')
       if (values.snapshot && values.at) throw new ConfigError('give --snapshot or --at, not both')
       const result = await restore(
         config,

@@ -1,7 +1,12 @@
 import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Chunker, gearTable } from '../chunker/fastcdc.js'
-import { type KluisConfig, type SourceConfig, sourceGroup } from '../config/config.js'
+import {
+  type KluisConfig,
+  requireSourceSettings,
+  type SourceConfig,
+  sourceGroup,
+} from '../config/config.js'
 import { loadReaderKeys, loadWriterKey } from '../config/key-material.js'
 import { TaskPool } from '../core/concurrency.js'
 import type { Reporter } from '../core/reporter.js'
@@ -74,6 +79,7 @@ export async function backup(
 ): Promise<BackupResult> {
   const started = performance.now()
   const sources = selectSources(config.sources, options.sources)
+  for (const source of sources) requireSourceSettings(config, source)
   const writer = await loadWriterKey(config, env)
   const repository = await openRepository(config)
   const time = (options.time ?? new Date()).toISOString()
@@ -185,7 +191,7 @@ async function backupSource(
       manifestStreams.push({ name: stream.name, size: saved.size, sha256: saved.sha256 })
       result.size += saved.size
     }
-    return { indexStreams, manifestStreams, facts: reading.facts(), result }
+    return { indexStreams, manifestStreams, facts: await reading.facts(), result }
   } finally {
     await reading.close()
   }

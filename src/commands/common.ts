@@ -36,5 +36,6 @@ export function sourceContext(
     reporter,
     temporaryDirectory: env.KLUIS_TMPDIR || tmpdir(),
     resolvePath: (path) => resolvePath(config, path),
+    env,
   }
 }

@@ -36,6 +36,23 @@ const sourceSchema = z.discriminatedUnion('type', [
     exclude: z.array(z.string()).default([]),
     group: group.optional(),
   }),
+  z.strictObject({
+    name: sourceName,
+    type: z.literal('postgres'),
+    /** Checked when the source is backed up: a restore elsewhere need not set its variable. */
+    url: z.string(),
+    /** `all`: every database that accepts connections, except templates; or a list of names. */
+    databases: z.union([z.literal('all'), z.array(z.string().min(1)).min(1)]).optional(),
+    /** Also roles and tablespaces (pg_dumpall --globals-only). */
+    globals: z.boolean().default(false),
+    group: group.optional(),
+  }),
+  z.strictObject({
+    name: sourceName,
+    type: z.literal('mysql'),
+    url: z.string(),
+    group: group.optional(),
+  }),
 ])
 
 const configSchema = z.strictObject({
@@ -70,6 +87,9 @@ export interface KluisConfig {
 }
 
 export const DEFAULT_GROUP = 'default'
+
+/** Settings whose `${VAR}` may stay unset until the source is backed up. */
+const SOURCE_URL = /^sources\.\d+\.url$/
 
 export async function loadConfig(
   file: string,
@@ -114,7 +134,7 @@ export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv):
   }
   const config = parsed.data
   for (const [where, variable] of unset) {
-    if (where !== 'keys.writer') throw unsetVariable(variable, where)
+    if (where !== 'keys.writer' && !SOURCE_URL.test(where)) throw unsetVariable(variable, where)
   }
   const names = new Set<string>()
   for (const source of config.sources) {
@@ -199,6 +219,14 @@ export function requireWriterKey(config: KluisConfig): string {
     )
   }
   return config.keys.writer
+}
+
+/** Fails, naming the variable, when a setting the source needs for a backup is unset. */
+export function requireSourceSettings(config: KluisConfig, source: SourceConfig): void {
+  const prefix = `sources.${config.sources.indexOf(source)}.`
+  for (const [where, variable] of config.unset) {
+    if (where.startsWith(prefix)) throw unsetVariable(variable, where)
+  }
 }
 
 export function sourceGroup(source: SourceConfig): string {

@@ -34,3 +34,8 @@ export function textTable(header: string[], rows: string[][]): string {
       .trimEnd()
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n')
 }
+
+/** "1 table", "3 tables". */
+export function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`
+}

@@ -8,6 +8,15 @@ import { rm } from 'node:fs/promises'
  */
 const temporaryPaths = new Set<string>()
 
+/** Child processes (dump and restore tools) to stop on interrupt, so none outlives kluis. */
+const childProcesses = new Set<{ kill(signal: NodeJS.Signals): boolean }>()
+
+/** Tracks a child until `untrack` is called; on interrupt it is killed. */
+export function trackChildProcess(child: { kill(signal: NodeJS.Signals): boolean }): () => void {
+  childProcesses.add(child)
+  return () => childProcesses.delete(child)
+}
+
 export interface TemporaryDirectory {
   path: string
   remove(): Promise<void>
@@ -30,6 +39,9 @@ export function temporaryDirectory(prefix: string): TemporaryDirectory {
 }
 
 export function cleanUpAfterInterrupt(): void {
+  // A restore tool killed mid-way rolls its transaction back; a dump tool stops writing.
+  for (const child of childProcesses) child.kill('SIGKILL')
+  childProcesses.clear()
   for (const path of temporaryPaths) {
     try {
       // Work still running in other threads (a database copy) may add files meanwhile: retry.

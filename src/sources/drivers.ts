@@ -1,11 +1,15 @@
 import type { SourceConfig } from '../config/config.js'
 import { filesDriver } from './files.js'
+import { mysqlDriver } from './mysql.js'
+import { postgresDriver } from './postgres.js'
 import type { SourceDriver } from './source.js'
 import { sqliteDriver } from './sqlite.js'
 
 const drivers: Record<SourceConfig['type'], SourceDriver<never>> = {
   sqlite: sqliteDriver,
   files: filesDriver,
+  postgres: postgresDriver,
+  mysql: mysqlDriver,
 }
 
 /** The driver of a stored source type, or undefined for a type this kluis does not know. */

@@ -2,6 +2,7 @@ import type { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
+import type { DatabaseScheme, DatabaseUrl } from './database/database-url.js'
 
 /** A byte stream a source produces at backup and consumes at restore. */
 export interface SourceStream {
@@ -13,7 +14,7 @@ export interface SourceStream {
 export interface SourceReading {
   streams: SourceStream[]
   /** Facts for the manifest (engine version, tables and row counts, file list). Complete once every stream was read. */
-  facts(): Record<string, unknown>
+  facts(): Record<string, unknown> | Promise<Record<string, unknown>>
   /** Releases temporary files; called after success and failure alike. */
   close(): Promise<void>
 }
@@ -24,6 +25,8 @@ export interface SourceContext {
   temporaryDirectory: string
   /** Resolves a path from the configuration. */
   resolvePath(path: string): string
+  /** The environment: PATH to find tools, and what child processes inherit. */
+  env: NodeJS.ProcessEnv
 }
 
 /**
@@ -39,6 +42,17 @@ export interface SourceDriver<C extends SourceConfig = SourceConfig> {
     facts: Record<string, unknown>,
     context: SourceContext,
   ): Promise<RestoreSummary>
+  /** Database sources can also restore into a server: the kind of URL they take. */
+  server?: {
+    scheme: DatabaseScheme
+    restore(
+      streams: SourceStream[],
+      target: DatabaseUrl,
+      facts: Record<string, unknown>,
+      context: SourceContext,
+      options: { force: boolean },
+    ): Promise<RestoreSummary>
+  }
 }
 
 export interface RestoreSummary {
@@ -73,4 +87,13 @@ export function parseFacts<T>(
     )
   }
   return parsed.data
+}
+
+/**
+ * A name from a manifest (a database, a file) as a file name in a restore folder. The manifest
+ * is signed, but a name is still never allowed to become a path.
+ */
+export function safeFileName(name: string, fallback: string): string {
+  const safe = name.replace(/[/\\\0]/g, '_')
+  return safe === '' || safe === '.' || safe === '..' ? fallback : safe
 }

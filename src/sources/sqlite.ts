@@ -5,6 +5,7 @@ import { pipeline } from 'node:stream/promises'
 import { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
+import { plural } from '../core/format.js'
 import { temporaryDirectory } from '../core/interrupt.js'
 import {
   onlyStream,
@@ -12,6 +13,7 @@ import {
   type RestoreSummary,
   type SourceDriver,
   type SourceReading,
+  safeFileName,
 } from './source.js'
 
 type SqliteConfig = Extract<SourceConfig, { type: 'sqlite' }>
@@ -76,7 +78,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
   async restore(streams, directory, facts): Promise<RestoreSummary> {
     const expected = parseFacts(sqliteFactsSchema, facts, 'sqlite')
     const stream = onlyStream(streams, 'database')
-    const file = join(directory, safeBaseName(expected.file))
+    const file = join(directory, safeFileName(basename(expected.file), 'database.sqlite'))
     await pipeline(stream.data, createWriteStream(file, { flags: 'wx' }))
     const { DatabaseSync } = await sqliteModule()
     const database = new DatabaseSync(file)
@@ -102,7 +104,7 @@ export const sqliteDriver: SourceDriver<SqliteConfig> = {
       }
       const tables = Object.keys(actual.tables).length
       return {
-        description: `${basename(file)} (${tables} table${tables === 1 ? '' : 's'}, integrity ok)`,
+        description: `${basename(file)} (${plural(tables, 'table')}, integrity ok)`,
       }
     } finally {
       database.close()
@@ -132,10 +134,4 @@ function readFacts(
   } finally {
     if (close) database.close()
   }
-}
-
-/** The manifest comes from a signed snapshot, but a file name is still never a path. */
-function safeBaseName(name: string): string {
-  const base = basename(name)
-  return base && base !== '.' && base !== '..' ? base : 'database.sqlite'
 }

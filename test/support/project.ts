@@ -3,7 +3,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { main } from '../../src/cli/main.js'
+import { openRepository } from '../../src/commands/common.js'
 import { generateKeys } from '../../src/commands/keys.js'
+import { selectSnapshot } from '../../src/commands/select-snapshot.js'
+import { loadConfig } from '../../src/config/config.js'
+import { loadReaderPrivateKeys, loadWriterPublicKey } from '../../src/config/key-material.js'
 
 /** What one CLI run printed and returned. */
 export interface CliRun {
@@ -109,4 +113,23 @@ export function sqlite(file: string, statements: string[]): string {
 export function requireTool(tool: string, debianPackage: string): void {
   const found = spawnSync('sh', ['-c', `command -v ${tool}`]).status === 0
   if (!found) throw new Error(`this test needs '${tool}': apt-get install ${debianPackage}`)
+}
+
+/** The manifest facts of a source in the project's latest snapshot, read as a restore reads them. */
+export async function latestFacts(
+  project: Project,
+  source: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, unknown>> {
+  const config = await loadConfig(join(project.dir, 'kluis.yml'), env)
+  const writer = await loadWriterPublicKey(config)
+  const repository = await openRepository(config)
+  const index = await selectSnapshot(repository, writer, {})
+  const entry = index.sources.find((s) => s.name === source)
+  if (!entry) throw new Error(`the latest snapshot has no source ${source}`)
+  const readers = await loadReaderPrivateKeys([join(project.dir, 'keys', 'reader.key')], env)
+  const manifest = await repository.readManifest(index, entry.group, readers, writer)
+  const facts = manifest.sources.find((s) => s.name === source)?.facts
+  if (!facts) throw new Error(`no facts for ${source}`)
+  return facts
 }
