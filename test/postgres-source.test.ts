@@ -80,6 +80,20 @@ describeWithPostgres('postgres source', () => {
     return result.stdout.replace(/^\\(un)?restrict .*$/gm, '')
   }
 
+  /** Restores one source with the reader key. */
+  function restore(source: string, target: string, ...extra: string[]): Promise<CliRun> {
+    return run([
+      'restore',
+      '--source',
+      source,
+      '--target',
+      target,
+      '--key',
+      'keys/reader.key',
+      ...extra,
+    ])
+  }
+
   async function snapshotCount(): Promise<number> {
     const listed = await run(['snapshots', '--json'])
     return (JSON.parse(listed.stdout) as unknown[]).length
@@ -122,15 +136,7 @@ describeWithPostgres('postgres source', () => {
       { schema: 'public', name: 'kinds', rows: 2 },
     ])
 
-    const restored = await run([
-      'restore',
-      '--source',
-      'app',
-      '--target',
-      server.url('shop_restored'),
-      '--key',
-      'keys/reader.key',
-    ])
+    const restored = await restore('app', server.url('shop_restored'))
     expect(restored.stderr).not.toContain('kluis:')
     expect(restored.code).toBe(0)
     expect(restored.stdout).toContain('database shop_restored on 127.0.0.1')
@@ -163,15 +169,7 @@ describeWithPostgres('postgres source', () => {
     changed[changed.length - 40] = (changed[changed.length - 40] as number) ^ 1
     await writeFile(path, changed)
     try {
-      const restored = await run([
-        'restore',
-        '--source',
-        'app',
-        '--target',
-        server.url('shop_tampered'),
-        '--key',
-        'keys/reader.key',
-      ])
+      const restored = await restore('app', server.url('shop_tampered'))
       expect(restored.code).toBe(1)
       expect(restored.stderr).toContain(object)
       expect(
@@ -179,16 +177,7 @@ describeWithPostgres('postgres source', () => {
       ).toBe('0')
       // Over an existing database (--force drops and recreates objects): all of it rolls back.
       const before = redump(server, 'shop_restored')
-      const forced = await run([
-        'restore',
-        '--source',
-        'app',
-        '--target',
-        server.url('shop_restored'),
-        '--key',
-        'keys/reader.key',
-        '--force',
-      ])
+      const forced = await restore('app', server.url('shop_restored'), '--force')
       expect(forced.code).toBe(1)
       expect(forced.stderr).toContain(object)
       expect(redump(server, 'shop_restored')).toBe(before)
@@ -199,31 +188,14 @@ describeWithPostgres('postgres source', () => {
 
   it('refuses a non-empty target database, and restores over it with --force', async () => {
     server.sql('shop_restored', "INSERT INTO kinds (note) VALUES ('added after the restore')")
-    const refused = await run([
-      'restore',
-      '--source',
-      'app',
-      '--target',
-      server.url('shop_restored'),
-      '--key',
-      'keys/reader.key',
-    ])
+    const refused = await restore('app', server.url('shop_restored'))
     expect(refused.code).toBe(1)
     expect(refused.stderr).toContain('restore target database shop_restored on 127.0.0.1')
     expect(refused.stderr).toContain('is not empty')
     expect(refused.stderr).toContain('--force')
     expect(server.sql('shop_restored', 'SELECT count(*) FROM kinds')).toBe('3')
 
-    const forced = await run([
-      'restore',
-      '--source',
-      'app',
-      '--target',
-      server.url('shop_restored'),
-      '--key',
-      'keys/reader.key',
-      '--force',
-    ])
+    const forced = await restore('app', server.url('shop_restored'), '--force')
     expect(forced.stderr).not.toContain('kluis:')
     expect(forced.code).toBe(0)
     expect(redump(server, 'shop_restored')).toBe(redump(server, 'shop'))
@@ -247,15 +219,7 @@ describeWithPostgres('postgres source', () => {
       await waitFor(() => Number(server.sql('shop', 'SELECT count(*) FROM events')) > 20)
       const backup = await run(['backup', '--source', 'app'])
       expect(backup.code).toBe(0)
-      const restored = await run([
-        'restore',
-        '--source',
-        'app',
-        '--target',
-        server.url('shop_during_writes'),
-        '--key',
-        'keys/reader.key',
-      ])
+      const restored = await restore('app', server.url('shop_during_writes'))
       // The restore compares every table's rows with the manifest's counts.
       expect(restored.stderr).not.toContain('kluis:')
       expect(restored.stdout).toContain('row counts match')
@@ -283,30 +247,14 @@ describeWithPostgres('postgres source', () => {
     expect(names).not.toContain('template1')
     expect(facts.globals).toBe('globals')
 
-    const naming = await run([
-      'restore',
-      '--source',
-      'all-pg',
-      '--target',
-      server.url('one'),
-      '--key',
-      'keys/reader.key',
-    ])
+    const naming = await restore('all-pg', server.url('one'))
     expect(naming.code).toBe(2)
     expect(naming.stderr).toContain('without a database')
 
     const other = await startPostgres()
     try {
       const serverUrl = other.url('').replace(/\/$/, '/')
-      const restored = await run([
-        'restore',
-        '--source',
-        'all-pg',
-        '--target',
-        serverUrl,
-        '--key',
-        'keys/reader.key',
-      ])
+      const restored = await restore('all-pg', serverUrl)
       expect(restored.stderr).not.toContain('kluis:')
       expect(restored.code).toBe(0)
       expect(
@@ -323,15 +271,7 @@ describeWithPostgres('postgres source', () => {
   }, 180_000)
 
   it('writes the archives as files when the target is a folder; pg_restore reads them', async () => {
-    const restored = await run([
-      'restore',
-      '--source',
-      'app',
-      '--target',
-      'restored-files',
-      '--key',
-      'keys/reader.key',
-    ])
+    const restored = await restore('app', 'restored-files')
     expect(restored.code).toBe(0)
     const archive = join(project.dir, 'restored-files', 'app', 'shop.dump')
     const listed = spawnSync(join(postgresBinDir() as string, 'pg_restore'), ['--list', archive], {

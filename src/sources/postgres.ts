@@ -16,6 +16,7 @@ import {
 } from './database/psql-session.js'
 import type { InstalledTool } from './database/tool-finder.js'
 import {
+  CONNECTION_HINT,
   feedTool,
   runTool,
   type ToolCommand,
@@ -546,7 +547,7 @@ function command(
     }),
     label,
     redact: url.redact,
-    hint: 'check the URL (host, port, database, user, password) and that the server accepts connections from this machine',
+    hint: CONNECTION_HINT,
     warn: (line) => context.reporter.warn(`${label}: ${line}`),
     ...overrides,
   }

@@ -5,7 +5,7 @@ import { type TemporaryDirectory, temporaryDirectory } from '../../core/interrup
 import type { SourceContext } from '../source.js'
 import type { DatabaseUrl } from './database-url.js'
 import { type InstalledTool, installedTools, type ToolSearch } from './tool-finder.js'
-import { runTool, type ToolCommand, toolEnvironment } from './tool-process.js'
+import { CONNECTION_HINT, runTool, type ToolCommand, toolEnvironment } from './tool-process.js'
 
 /** Which family a server or a tool belongs to: their dumps and clients differ in details. */
 export type MysqlFlavor = 'mariadb' | 'mysql'
@@ -141,6 +141,7 @@ export class MysqlSession {
       env: this.env,
       label,
       redact: this.url.redact,
+      hint: CONNECTION_HINT,
     }
   }
 

@@ -20,6 +20,10 @@ export interface ToolCommand {
   warn?(line: string): void
 }
 
+/** The hint for a tool that failed to reach or log in to its server. */
+export const CONNECTION_HINT =
+  'check the URL (host, port, database, user, password) and that the server accepts connections from this machine'
+
 /** Lines of a tool's stderr kept for the error message: the end is where the cause is. */
 const STDERR_LINES = 15
 const STDERR_BYTES = 64 * 1024
