@@ -75555,6 +75555,7 @@ async function expand(pattern) {
 
 // src/sources/database/tool-process.ts
 import { spawn } from "node:child_process";
+var CONNECTION_HINT = "check the URL (host, port, database, user, password) and that the server accepts connections from this machine";
 var STDERR_LINES = 15;
 var STDERR_BYTES = 64 * 1024;
 function toolEnvironment(env, extra) {
@@ -75785,7 +75786,8 @@ var MysqlSession = class _MysqlSession {
       args: [`--defaults-extra-file=${this.optionFile}`, ...args],
       env: this.env,
       label,
-      redact: this.url.redact
+      redact: this.url.redact,
+      hint: CONNECTION_HINT
     };
   }
   /**
@@ -76616,7 +76618,7 @@ async function restoreDatabase(psql, pgRestore, { facts, stream, url: target, na
         `pg_restore into ${where}`,
         ["--single-transaction", "--exit-on-error", ...force ? ["--clean", "--if-exists"] : []],
         {
-          hint: "the database is as it was before (pg_restore runs as one transaction); a missing role is created by restoring a source with globals: true first, or with CREATE ROLE"
+          hint: "nothing was changed (pg_restore runs as one transaction; a database kluis created is dropped again); a missing role is created by restoring a source with globals: true first, or with CREATE ROLE"
         }
       ),
       stream.data
@@ -76707,7 +76709,7 @@ function command(tool, url2, context, label, args, overrides = {}) {
     }),
     label,
     redact: url2.redact,
-    hint: "check the URL (host, port, database, user, password) and that the server accepts connections from this machine",
+    hint: CONNECTION_HINT,
     warn: (line) => context.reporter.warn(`${label}: ${line}`),
     ...overrides
   };

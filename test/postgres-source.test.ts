@@ -1,6 +1,8 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { chmod, mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { postgresTool } from '../src/sources/database/postgres-tools.js'
 import { type PostgresServer, postgresBinDir, startPostgres } from './support/postgres-server.js'
@@ -14,6 +16,7 @@ const available = postgresBinDir() !== undefined
 if (!available && !process.env.CI) {
   console.warn('skipping PostgreSQL tests: apt-get install postgresql')
 }
+const emergencyScript = fileURLToPath(new URL('../scripts/emergency-restore.sh', import.meta.url))
 const describeWithPostgres = available || process.env.CI ? describe : describe.skip
 
 const CONFIG = `repository: ./repo
@@ -253,6 +256,15 @@ describeWithPostgres('postgres source', () => {
 
     const other = await startPostgres()
     try {
+      // One database alone on a new server: its owner role is not there yet.
+      const alone = await restore('app', other.url('shop_alone'))
+      expect(alone.code).toBe(1)
+      expect(alone.stderr).toContain('role "app_owner" does not exist')
+      expect(alone.stderr).toContain('globals: true')
+      expect(
+        other.sql('postgres', "SELECT count(*) FROM pg_database WHERE datname = 'shop_alone'"),
+      ).toBe('0')
+
       const serverUrl = other.url('').replace(/\/$/, '/')
       const restored = await restore('all-pg', serverUrl)
       expect(restored.stderr).not.toContain('kluis:')
@@ -269,6 +281,48 @@ describeWithPostgres('postgres source', () => {
       await other.stop()
     }
   }, 180_000)
+
+  it('restores a database stream with standard tools alone (emergency-restore.sh, then pg_restore)', async () => {
+    const gnupghome = await mkdtemp(join(tmpdir(), 'kluis-gnupg-'))
+    const gpgEnv = { ...process.env, GNUPGHOME: gnupghome, LC_ALL: 'C' }
+    const tool = (command: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}) => {
+      const result = spawnSync(command, args, {
+        cwd: project.dir,
+        env: { ...gpgEnv, ...extraEnv },
+        encoding: 'utf8',
+      })
+      expect(result.status, `${command}: ${result.stderr}`).toBe(0)
+      return result.stdout
+    }
+    try {
+      tool('gpg', ['--batch', '--quiet', '--import', 'keys/reader.key', 'keys/writer.asc'])
+      const colons = tool('gpg', ['--batch', '--with-colons', '--show-keys', 'keys/writer.asc'])
+      const fingerprint = /^fpr:+([0-9A-F]{40}):/m.exec(colons)?.[1] ?? ''
+      const listed = JSON.parse((await run(['snapshots', '--json'])).stdout) as Array<{
+        id: string
+      }>
+      const snapshot = listed.at(-1)?.id ?? '' // the all-pg backup of the test before
+      const archive = join(project.dir, 'crm-by-hand.dump')
+      tool('sh', [emergencyScript, 'repo', snapshot, 'all-pg', archive, 'database:crm'], {
+        KLUIS_WRITER_FINGERPRINT: fingerprint,
+      })
+      server.sql('postgres', 'CREATE DATABASE crm_by_hand')
+      tool(
+        join(postgresBinDir() as string, 'pg_restore'),
+        [
+          '--single-transaction',
+          '--no-password',
+          `--dbname=${server.url('crm_by_hand').replace(/:[^:@/]*@/, '@')}`,
+          archive,
+        ],
+        { PGPASSWORD: server.password },
+      )
+      expect(redump(server, 'crm_by_hand')).toBe(redump(server, 'crm'))
+    } finally {
+      spawnSync('gpgconf', ['--kill', 'gpg-agent'], { env: gpgEnv })
+      await rm(gnupghome, { recursive: true, force: true })
+    }
+  }, 60_000)
 
   it('writes the archives as files when the target is a folder; pg_restore reads them', async () => {
     const restored = await restore('app', 'restored-files')

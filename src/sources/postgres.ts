@@ -441,8 +441,9 @@ async function restoreDatabase(
         ['--single-transaction', '--exit-on-error', ...(force ? ['--clean', '--if-exists'] : [])],
         {
           hint:
-            'the database is as it was before (pg_restore runs as one transaction); a missing ' +
-            'role is created by restoring a source with globals: true first, or with CREATE ROLE',
+            'nothing was changed (pg_restore runs as one transaction; a database kluis created is ' +
+            'dropped again); a missing role is created by restoring a source with globals: true ' +
+            'first, or with CREATE ROLE',
         },
       ),
       stream.data,
