@@ -121,6 +121,33 @@ describe('errors a user can cause', () => {
     )
   })
 
+  it('an unset database URL variable stops only the backup of that source', async () => {
+    await writeFile(
+      join(project.dir, 'db.yml'),
+      `${exampleConfig}  - { name: app, type: postgres, url: "\${DATABASE_URL}" }\n`,
+    )
+    const restore = [
+      'restore',
+      '--source',
+      'uploads',
+      '--target',
+      'db-restore',
+      '--key',
+      'keys/reader.key',
+    ]
+    const env = { KLUIS_READER_PASSPHRASE: 'correct horse battery staple' }
+    // A restore on a laptop needs no source URL.
+    expect((await project.run([...restore, '--config', 'db.yml'], env)).code).toBe(0)
+    expect((await project.run(['backup', '--source', 'uploads', '--config', 'db.yml'])).code).toBe(
+      0,
+    )
+    expectOneClearError(
+      await project.run(['backup', '--config', 'db.yml']),
+      2,
+      'DATABASE_URL is not set (used in sources.2.url)',
+    )
+  })
+
   it('a missing source names the source and its path; nothing is saved', async () => {
     await rm(join(other.dir, 'data', 'app.db'))
     expect((await other.run(['init'])).code).toBe(0)
