@@ -7,6 +7,8 @@ import { build } from 'esbuild'
 
 const check = process.argv.includes('--check')
 const outdir = check ? mkdtempSync(join(tmpdir(), 'kluis-dist-')) : 'dist'
+// Chunk names carry content hashes: old ones would pile up next to the new.
+if (!check) rmSync(outdir, { recursive: true, force: true })
 const { version } = JSON.parse(readFileSync('package.json', 'utf8'))
 
 const common = {
@@ -15,7 +17,9 @@ const common = {
   platform: 'node',
   target: 'node22',
   format: 'esm',
-  splitting: false,
+  splitting: true,
+  // The cloud SDKs are loaded with import() when a repository needs them: their own chunks.
+  chunkNames: 'chunks/[name]-[hash]',
   sourcemap: false,
   legalComments: 'none',
   logLevel: 'warning',
@@ -35,8 +39,8 @@ await build({ ...common, entryPoints: { cli: 'src/cli/bin.ts' } })
 
 if (check) {
   const stale = []
-  const fresh = readdirSync(outdir)
-  for (const name of new Set([...fresh, ...readdirSync('dist')])) {
+  const fresh = filesIn(outdir)
+  for (const name of new Set([...fresh, ...filesIn('dist')])) {
     const built = fresh.includes(name) ? readFileSync(join(outdir, name)) : undefined
     const committed = tryRead(join('dist', name))
     if (!built || !committed?.equals(built)) stale.push(`dist/${name}`)
@@ -49,6 +53,13 @@ if (check) {
     process.exit(1)
   }
   console.log('dist/ is current')
+}
+
+/** Every file below `dir` (chunks/ included), as relative paths. */
+function filesIn(dir) {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1))
 }
 
 function tryRead(path) {

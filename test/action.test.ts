@@ -260,8 +260,14 @@ describe('the action, run like the runner runs it', () => {
       project.dir,
       { command: 'backup', source: 'app' },
       // Nothing listens on port 1: the backup fails after the masks were registered.
-      { DATABASE_URL: `postgres://kluis:${encoded}@127.0.0.1:1/app` },
+      {
+        DATABASE_URL: `postgres://kluis:${encoded}@127.0.0.1:1/app`,
+        AZURE_STORAGE_CONNECTION_STRING:
+          'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=a2V5IG9mIHRoZSBhY2NvdW50;EndpointSuffix=core.windows.net',
+      },
     )
+    // The account key alone is masked too, not only the whole connection string.
+    expect(run.stdout).toContain('::add-mask::a2V5IG9mIHRoZSBhY2NvdW50\n')
     expect(run.code).toBe(1)
     // Workflow command data escapes '%' as '%25'; the runner undoes it.
     const masks = run.stdout

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { ObjectNotFoundError, type StorageBackend } from '../src/storage/storage.js'
 
@@ -55,6 +56,44 @@ export function storageContract(name: string, open: () => Promise<StorageBackend
       )
       expect(results.filter(Boolean)).toHaveLength(1)
       expect((await storage.get('chunks/ef/ef03')).equals(data)).toBe(true)
+    })
+
+    it('stores random bytes of every size around the part boundaries exactly', async () => {
+      const storage = await open()
+      for (const size of [0, 1, 1024 * 1024 - 1, 8 * 1024 * 1024 + 17]) {
+        const data = randomBytes(size)
+        expect(await storage.putIfAbsent(`chunks/00/size-${size}`, data)).toBe(true)
+        const back = await storage.get(`chunks/00/size-${size}`)
+        expect(back.length).toBe(size)
+        expect(back.equals(data)).toBe(true)
+        expect(await storage.stat(`chunks/00/size-${size}`)).toEqual({ size })
+      }
+    })
+
+    it('lists more objects than one page holds', async () => {
+      const storage = await open()
+      const names = Array.from(
+        { length: 1100 },
+        (_, i) => `chunks/aa/page-${String(i).padStart(4, '0')}`,
+      )
+      for (let i = 0; i < names.length; i += 50) {
+        await Promise.all(
+          names.slice(i, i + 50).map((name) => storage.putIfAbsent(name, Buffer.from('p'))),
+        )
+      }
+      let count = 0
+      for await (const object of storage.list('chunks/aa/')) {
+        expect(object.size).toBe(1)
+        count++
+      }
+      expect(count).toBe(names.length)
+    })
+
+    it('creates its container once, and says so', async () => {
+      const storage = await open()
+      expect(await storage.create()).toBe('exists') // open() gives a usable, existing backend
+      expect(storage.concurrency).toBeGreaterThan(0)
+      expect(await storage.posture(366)).toEqual(expect.any(Array))
     })
   })
 }

@@ -32,11 +32,12 @@ describe('local storage specifics', () => {
     await expect(storage.get('../etc/passwd')).rejects.toThrow('invalid object name')
   })
 
-  it('opens file:// URLs and plain paths relative to the configuration folder', () => {
-    expect(openStorage('file://./backup-repo', '/srv/app').location).toBe('/srv/app/backup-repo')
-    expect(openStorage('file:///var/backups/app', '/srv/app').location).toBe('/var/backups/app')
-    expect(openStorage('backups', '/srv/app').location).toBe('/srv/app/backups')
-    expect(() => openStorage('ftp://host/x', '/srv')).toThrow(
+  it('opens file:// URLs and plain paths relative to the configuration folder', async () => {
+    const location = async (url: string) => (await openStorage(url, '/srv/app')).location
+    expect(await location('file://./backup-repo')).toBe('/srv/app/backup-repo')
+    expect(await location('file:///var/backups/app')).toBe('/var/backups/app')
+    expect(await location('backups')).toBe('/srv/app/backups')
+    await expect(openStorage('ftp://host/x', '/srv')).rejects.toThrow(
       "unsupported repository URL scheme 'ftp://'",
     )
   })

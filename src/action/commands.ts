@@ -36,7 +36,7 @@ export async function runCommand(
       return { command: 'backup', result }
     }
     case 'snapshots': {
-      const snapshots = await listSnapshots(config, reporter)
+      const snapshots = await listSnapshots(config, reporter, env)
       for (const s of snapshots) {
         reporter.info(
           `${s.id.slice(0, 8)}  ${formatTime(s.time)}  ${s.host}  ${formatBytes(s.size)}`,

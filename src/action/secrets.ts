@@ -3,13 +3,21 @@ import type { KluisConfig } from '../config/config.js'
 import { secretForms } from '../core/redact.js'
 import { databaseScheme, parseDatabaseUrl } from '../sources/database/database-url.js'
 
-/** Environment variables whose values are key material or passphrases. */
+/** Environment variables whose values are key material, passphrases or storage credentials. */
 const SECRET_VARIABLES = [
   'KLUIS_WRITER_KEY',
   'KLUIS_READER_KEY',
   'KLUIS_WRITER_PASSPHRASE',
   'KLUIS_READER_PASSPHRASE',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AZURE_STORAGE_KEY',
+  'AZURE_STORAGE_SAS_TOKEN',
+  'AZURE_STORAGE_CONNECTION_STRING',
 ]
+
+/** Parts of an Azure connection string that are secrets on their own. */
+const CONNECTION_STRING_SECRETS = /(?:AccountKey|SharedAccessSignature)=([^;]+)/g
 
 /**
  * Registers every secret with the runner's log masker. The runner masks line by line, so a
@@ -21,6 +29,12 @@ export function maskSecrets(env: NodeJS.ProcessEnv): void {
       const secret = line.trim()
       if (secret !== '') core.setSecret(secret)
     }
+  }
+  // The runner masks the whole connection string; its key can still appear alone.
+  for (const [, secret] of (env.AZURE_STORAGE_CONNECTION_STRING ?? '').matchAll(
+    CONNECTION_STRING_SECRETS,
+  )) {
+    if (secret) core.setSecret(secret)
   }
 }
 

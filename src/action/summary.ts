@@ -108,6 +108,9 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
             String(result.problems.length),
           ],
         ])
+      if (result.posture.length > 0) {
+        summary.addRaw('<p>Storage posture:</p>', true).addList(result.posture.map(html))
+      }
       if (result.problems.length === 0) summary.addRaw('<p>No problems found.</p>', true)
       else {
         summary.addList(result.problems.slice(0, MAX_LISTED_PROBLEMS).map(html))

@@ -148,7 +148,7 @@ async function runCommand(
       })
     }
     case 'snapshots': {
-      const snapshots = await listSnapshots(config, reporter)
+      const snapshots = await listSnapshots(config, reporter, env)
       return print(snapshots, () =>
         snapshots.length === 0
           ? 'no snapshots'

@@ -59,9 +59,6 @@ export interface BackupResult {
   durationSeconds: number
 }
 
-/** Chunks compressed, encrypted and uploaded at once: enough to keep both cores busy. */
-const UPLOAD_CONCURRENCY = 4
-
 interface GroupWriter {
   readers: PublicKey[]
   chunker: Chunker
@@ -81,7 +78,7 @@ export async function backup(
   const sources = selectSources(config.sources, options.sources)
   for (const source of sources) requireSourceSettings(config, source)
   const writer = await loadWriterKey(config, env)
-  const repository = await openRepository(config)
+  const repository = await openRepository(config, env)
   const time = (options.time ?? new Date()).toISOString()
   const host = options.host ?? hostname()
   const known = await repository.listChunks()
@@ -219,7 +216,8 @@ async function storeStream(
     }
   }
   const chunks: ChunkRef[] = []
-  const pool = new TaskPool(UPLOAD_CONCURRENCY)
+  // Chunks compressed, encrypted and uploaded at once: the storage's concurrency.
+  const pool = new TaskPool(repository.storage.concurrency)
   const inFlight = new Set<string>()
   const repeats: ChunkRef[] = [] // chunks seen again while their first copy was uploading
   for await (const chunk of group.chunker.chunks(hashed())) {

@@ -23,7 +23,18 @@ export interface CheckResult {
   unreferencedChunks: number
   /** One line per bad object; empty when the repository is sound. */
   problems: string[]
+  /**
+   * What an auditor should know about the storage (versioning off, no object lock, or one
+   * shorter than the retention window): reported, but not a failure.
+   */
+  posture: string[]
 }
+
+/**
+ * How long backups are kept: 30 daily and 12 monthly snapshots reach back a year. Object lock
+ * shorter than this lets data that a kept snapshot needs be deleted.
+ */
+export const RETENTION_DAYS = 366
 
 const READ_CONCURRENCY = 4
 
@@ -42,7 +53,7 @@ export async function check(
   const readerKeys = options.readData
     ? await loadReaderPrivateKeys(options.keyPaths ?? [], env)
     : undefined
-  const repository = await openRepository(config)
+  const repository = await openRepository(config, env)
   const problems: string[] = []
   const record = (error: unknown) => {
     if (error instanceof IntegrityError || error instanceof KeyError) problems.push(error.message)
@@ -113,6 +124,8 @@ export async function check(
     }
   }
 
+  const posture = await repository.storage.posture(RETENTION_DAYS)
+  for (const warning of posture) reporter.warn(`storage: ${warning}`)
   const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
   if (unreferencedChunks > 0) {
     reporter.info(
@@ -125,6 +138,7 @@ export async function check(
     chunksRead,
     unreferencedChunks,
     problems,
+    posture,
   }
 }
 

@@ -5,9 +5,21 @@ import type { Reporter } from '../core/reporter.js'
 import { Repository } from '../repository/repository.js'
 import type { SourceContext } from '../sources/source.js'
 import { openStorage } from '../storage/open.js'
+import type { StorageBackend } from '../storage/storage.js'
 
-export async function openRepository(config: KluisConfig): Promise<Repository> {
-  return Repository.open(openStorage(config.repository, config.baseDirectory))
+export async function openRepository(
+  config: KluisConfig,
+  env: NodeJS.ProcessEnv,
+): Promise<Repository> {
+  return Repository.open(await openConfiguredStorage(config, env))
+}
+
+/** The storage backend the configuration names, with its `storage:` settings. */
+export function openConfiguredStorage(
+  config: KluisConfig,
+  env: NodeJS.ProcessEnv,
+): Promise<StorageBackend> {
+  return openStorage(config.repository, config.baseDirectory, config.storage, env)
 }
 
 /** The configured sources named by --source (all when none are named). */

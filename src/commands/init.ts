@@ -3,7 +3,7 @@ import { loadReaderKeys, loadWriterKey } from '../config/key-material.js'
 import { RefusedError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
 import { Repository } from '../repository/repository.js'
-import { openStorage } from '../storage/open.js'
+import { openConfiguredStorage } from './common.js'
 
 export interface InitResult {
   repository: string
@@ -24,7 +24,10 @@ export async function init(
   const groups = new Map<string, Awaited<ReturnType<typeof loadReaderKeys>>>()
   for (const group of config.keys.readers.keys())
     groups.set(group, await loadReaderKeys(config, group))
-  const storage = openStorage(config.repository, config.baseDirectory)
+  const storage = await openConfiguredStorage(config, env)
+  if ((await storage.create()) === 'created') {
+    reporter.info(`created ${storage.location}`)
+  }
   let repository: Repository
   let created = true
   try {

@@ -46,7 +46,7 @@ export async function restore(
   const started = performance.now()
   const writer = await loadWriterPublicKey(config)
   const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env)
-  const repository = await openRepository(config)
+  const repository = await openRepository(config, env)
   const index = await selectSnapshot(repository, writer, options)
   const wanted = options.sources?.length ? options.sources : index.sources.map((s) => s.name)
   const missing = wanted.filter((name) => !index.sources.some((s) => s.name === name))

@@ -16,9 +16,10 @@ export interface SnapshotSummary {
 export async function listSnapshots(
   config: KluisConfig,
   reporter: Reporter,
+  env: NodeJS.ProcessEnv,
 ): Promise<SnapshotSummary[]> {
   const writer = await loadWriterPublicKey(config)
-  const repository = await openRepository(config)
+  const repository = await openRepository(config, env)
   const snapshots = await repository.listSnapshots(writer, reporter)
   return snapshots.map(summarize)
 }

@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../core/errors.js'
+import type { StorageSettings } from '../storage/storage.js'
 
 /**
  * The user's configuration (kluis.yml). `${VAR}` in any string value is replaced from the
@@ -65,6 +66,24 @@ const configSchema = z.strictObject({
   }),
   sources: z.array(sourceSchema).min(1, 'configure at least one source'),
   compression: z.strictObject({ level: z.number().int().min(1).max(19) }).optional(),
+  storage: z
+    .strictObject({
+      endpoint: z.url({ protocol: /^https?$/ }).optional(),
+      region: z.string().min(1).optional(),
+      'path-style': z.boolean().optional(),
+      'storage-class': z.string().min(1).optional(),
+      'server-side-encryption': z.enum(['AES256', 'aws:kms', 'aws:kms:dsse']).optional(),
+      'kms-key-id': z.string().min(1).optional(),
+      'object-lock': z
+        .strictObject({
+          mode: z.enum(['GOVERNANCE', 'COMPLIANCE']),
+          days: z.number().int().positive(),
+        })
+        .optional(),
+      concurrency: z.number().int().min(1).max(64).optional(),
+      timeout: z.number().positive().optional(),
+    })
+    .optional(),
 })
 
 export type SourceConfig = z.infer<typeof sourceSchema>
@@ -82,6 +101,7 @@ export interface KluisConfig {
   }
   sources: SourceConfig[]
   compressionLevel: number
+  storage: StorageSettings
   /** Config paths whose `${VAR}` was unset, with the variable's name. */
   unset: Map<string, string>
 }
@@ -164,8 +184,24 @@ export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv):
     },
     sources: config.sources,
     compressionLevel: config.compression?.level ?? 3,
+    storage: storageSettings(config.storage),
     unset,
   }
+}
+
+function storageSettings(raw: z.infer<typeof configSchema>['storage']): StorageSettings {
+  if (!raw) return {}
+  const settings: StorageSettings = {}
+  if (raw.endpoint) settings.endpoint = raw.endpoint
+  if (raw.region) settings.region = raw.region
+  if (raw['path-style'] !== undefined) settings.pathStyle = raw['path-style']
+  if (raw['storage-class']) settings.storageClass = raw['storage-class']
+  if (raw['server-side-encryption']) settings.serverSideEncryption = raw['server-side-encryption']
+  if (raw['kms-key-id']) settings.kmsKeyId = raw['kms-key-id']
+  if (raw['object-lock']) settings.objectLock = raw['object-lock']
+  if (raw.concurrency) settings.concurrency = raw.concurrency
+  if (raw.timeout) settings.timeout = raw.timeout
+  return settings
 }
 
 function substitute(

@@ -3,7 +3,15 @@ import { constants } from 'node:fs'
 import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import { errorMessage, StorageError } from '../core/errors.js'
-import { ObjectNotFoundError, type StorageBackend, type StoredObject } from './storage.js'
+import {
+  ObjectNotFoundError,
+  type StorageBackend,
+  type StorageSettings,
+  type StoredObject,
+} from './storage.js'
+
+/** Enough parallel writes to keep two cores busy compressing and encrypting. */
+const LOCAL_CONCURRENCY = 4
 
 /**
  * A repository in a local directory. Writes go to a temporary file that is fsynced and then
@@ -12,9 +20,27 @@ import { ObjectNotFoundError, type StorageBackend, type StoredObject } from './s
  */
 export class LocalStorage implements StorageBackend {
   readonly location: string
+  readonly concurrency: number
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    settings: StorageSettings = {},
+  ) {
     this.location = root
+    this.concurrency = settings.concurrency ?? LOCAL_CONCURRENCY
+  }
+
+  async create(): Promise<'created' | 'exists'> {
+    try {
+      return (await mkdir(this.root, { recursive: true })) === undefined ? 'exists' : 'created'
+    } catch (error) {
+      throw this.failure('create', 'the repository folder', error)
+    }
+  }
+
+  /** A local folder has no versioning or locks to report; being local is plain from its path. */
+  async posture(): Promise<string[]> {
+    return []
   }
 
   async putIfAbsent(name: string, data: Buffer): Promise<boolean> {

@@ -2,19 +2,33 @@ import { isAbsolute, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { ConfigError } from '../core/errors.js'
 import { LocalStorage } from './local.js'
-import type { StorageBackend } from './storage.js'
+import type { StorageBackend, StorageSettings } from './storage.js'
 
 /**
  * Opens the backend named by a repository URL. `file://./dir` and plain paths are relative to
- * `baseDirectory` (the configuration file's folder). Later backends register their scheme here.
+ * `baseDirectory` (the configuration file's folder). The cloud backends are loaded only when
+ * used: their SDKs are large, and a local restore on a laptop needs neither.
  */
-export function openStorage(repository: string, baseDirectory: string): StorageBackend {
+export async function openStorage(
+  repository: string,
+  baseDirectory: string,
+  settings: StorageSettings = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<StorageBackend> {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(repository)?.[1]?.toLowerCase()
-  if (scheme === undefined) return new LocalStorage(resolve(baseDirectory, repository))
-  if (scheme === 'file') return new LocalStorage(localPath(repository, baseDirectory))
+  if (scheme === undefined) return new LocalStorage(resolve(baseDirectory, repository), settings)
+  if (scheme === 'file') return new LocalStorage(localPath(repository, baseDirectory), settings)
+  if (scheme === 's3') {
+    const { S3Storage } = await import('./s3.js')
+    return S3Storage.fromUrl(repository, settings, env)
+  }
+  if (scheme === 'azure') {
+    const { AzureStorage } = await import('./azure.js')
+    return AzureStorage.fromUrl(repository, settings, env)
+  }
   throw new ConfigError(
-    `unsupported repository URL scheme '${scheme}://' in '${repository}'`,
-    'use file://PATH or a plain directory path (s3:// and azure:// come with the storage backends)',
+    `unsupported repository URL scheme '${scheme}://'`,
+    'use s3://BUCKET/PREFIX, azure://CONTAINER/PREFIX, file://PATH or a plain directory path',
   )
 }
 

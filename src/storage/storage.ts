@@ -23,6 +23,49 @@ export interface StorageBackend {
 
   /** Removes the object; removing a missing object is not an error. */
   delete(name: string): Promise<void>
+
+  /**
+   * Creates the bucket, container or folder when it does not exist (`kluis init`). When the
+   * credentials may not, throws a StorageError that names the missing permission.
+   */
+  create(): Promise<'created' | 'exists'>
+
+  /**
+   * What an auditor should know about where the backups live, as warnings: versioning off,
+   * object lock missing or shorter than `retentionDays`, credentials that may delete. Empty
+   * when there is nothing to say.
+   */
+  posture(retentionDays: number): Promise<string[]>
+
+  /** How many objects to upload at once (storage.concurrency, or the backend's default). */
+  readonly concurrency: number
+}
+
+/**
+ * Chunks are the bulk of a repository and are read only by restores and checks; the storage
+ * class applies to them alone. The config, keys, indexes and manifests are read on every run,
+ * and an archive class (Glacier, Archive) would make them unreadable without a rehydration.
+ */
+export function isBulkData(name: string): boolean {
+  return name.startsWith('chunks/')
+}
+
+/** The `storage:` block of the configuration; every field optional. */
+export interface StorageSettings {
+  /** An S3-compatible service's endpoint (R2, B2, MinIO, Wasabi, a test server). */
+  endpoint?: string
+  region?: string
+  /** Bucket in the path (https://host/bucket/key), as most S3-compatible services want. */
+  pathStyle?: boolean
+  /** Applied to chunks only (see isBulkData). */
+  storageClass?: string
+  serverSideEncryption?: 'AES256' | 'aws:kms' | 'aws:kms:dsse'
+  kmsKeyId?: string
+  /** Retention for every object written (S3 Object Lock; the bucket must have it enabled). */
+  objectLock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; days: number }
+  concurrency?: number
+  /** Seconds a request may go without progress before it is abandoned and retried. */
+  timeout?: number
 }
 
 export interface StoredObject {

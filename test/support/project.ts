@@ -123,7 +123,7 @@ export async function latestFacts(
 ): Promise<Record<string, unknown>> {
   const config = await loadConfig(join(project.dir, 'kluis.yml'), env)
   const writer = await loadWriterPublicKey(config)
-  const repository = await openRepository(config)
+  const repository = await openRepository(config, env)
   const index = await selectSnapshot(repository, writer, {})
   const entry = index.sources.find((s) => s.name === source)
   if (!entry) throw new Error(`the latest snapshot has no source ${source}`)
