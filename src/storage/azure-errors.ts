@@ -1,5 +1,6 @@
 import { StorageError } from '../core/errors.js'
 import { redactor } from '../core/redact.js'
+import { NETWORK_ERROR_CODES } from './network-errors.js'
 
 /** What a failed Azure SDK call tells us, read defensively (not every error is a RestError). */
 export interface AzureFailure {
@@ -185,7 +186,7 @@ export function storageFailure(
       'check the account name (AZURE_STORAGE_ACCOUNT, or AccountName/BlobEndpoint in the connection string) and storage.endpoint',
     )
   }
-  if (networkCodes.has(code)) {
+  if (NETWORK_ERROR_CODES.has(code)) {
     return new StorageError(
       `${what}: the service could not be reached or stopped answering (${code}: ${detail})`,
       'check the endpoint and the network; on a slow link raise storage.timeout (seconds without progress)',
@@ -217,17 +218,3 @@ export function createHint(container: string, access: AzureAccess): string {
   }
   return `to create a container, an account SAS needs resource type c (srt includes c) and the permission c or w; ${sasSummary(access)}; or ${manual}`
 }
-
-const networkCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNABORTED',
-  'REQUEST_SEND_ERROR',
-  'AbortError',
-])

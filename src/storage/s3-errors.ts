@@ -1,6 +1,7 @@
 import { STATUS_CODES } from 'node:http'
 import { StorageError } from '../core/errors.js'
 import { redactor } from '../core/redact.js'
+import { NETWORK_ERROR_CODES } from './network-errors.js'
 import type { StorageSettings } from './storage.js'
 
 /** What the AWS SDK tells us about a failed request, read defensively (not every error is the SDK's). */
@@ -75,26 +76,10 @@ export function rejectsConditionalWrites(failure: S3Failure, error: unknown): bo
   return /if-none-match/i.test(text)
 }
 
-const networkCodes = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EPIPE',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNABORTED',
-  'ERR_STREAM_PREMATURE_CLOSE',
-  'TimeoutError',
-  'RequestTimeout',
-  'AbortError',
-])
-
 /** A failure worth another try: the network, a timeout, or the service being unwell. */
 export function isTransient(failure: S3Failure): boolean {
   return (
-    networkCodes.has(failure.code) ||
+    NETWORK_ERROR_CODES.has(failure.code) ||
     failure.message === 'aborted' ||
     (failure.status !== undefined && failure.status >= 500) ||
     failure.code === 'SlowDown' ||
@@ -269,7 +254,7 @@ export function storageFailure(
       `the credentials need the IAM permission ${operation.permission} on ${operation.resource}${operation.note ? `; ${operation.note}` : ''}`,
     )
   }
-  if (networkCodes.has(code) || failure.message === 'aborted') {
+  if (NETWORK_ERROR_CODES.has(code) || failure.message === 'aborted') {
     return new StorageError(
       `${what}: the service could not be reached or stopped answering after ${failure.attempts} attempt(s) (${code}: ${detail})`,
       'check storage.endpoint and the network; on a slow link raise storage.timeout (seconds without progress)',

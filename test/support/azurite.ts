@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { stopChild } from './processes.js'
 
 /** Azurite's well-known development account (public, documented by Microsoft). */
 export const AZURITE_ACCOUNT = 'devstoreaccount1'
@@ -66,7 +67,7 @@ export async function startAzurite(): Promise<Azurite> {
   const stop = () => {
     stopping ??= (async () => {
       process.off('exit', killOnExit)
-      await terminate(child)
+      await stopChild(child)
       await rm(dir, { recursive: true, force: true })
     })()
     return stopping
@@ -131,13 +132,4 @@ async function answers(endpoint: string): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
-}
-
-async function terminate(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-  await exited
-  clearTimeout(timer)
 }

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
+import { stopChild } from './processes.js'
 
 /**
  * A throwaway s3rver on 127.0.0.1, for integration tests. It knows one access key id, S3RVER
@@ -109,15 +110,6 @@ function listeningPort(child: ChildProcess): Promise<number> {
     child.once('error', (error) => fail(`could not be started: ${error.message}`))
     child.once('exit', (code, signal) => fail(`exited (${signal ?? code}) before listening`))
   })
-}
-
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-  child.kill('SIGTERM')
-  const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-  await exited
-  clearTimeout(timer)
 }
 
 /** Servers a test never stopped; killed when the process exits so none outlive the run. */
