@@ -12,7 +12,7 @@ import {
   parseDatabaseUrl,
   parseTimestamp,
   restore
-} from "./chunks/chunk-QY6I5VPJ.js";
+} from "./chunks/chunk-T562BINB.js";
 import {
   ConfigError,
   KluisError,

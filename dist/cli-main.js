@@ -16,7 +16,7 @@ import {
   parseTimestamp,
   restore,
   textTable
-} from "./chunks/chunk-QY6I5VPJ.js";
+} from "./chunks/chunk-T562BINB.js";
 import {
   ConfigError,
   KluisError,
