@@ -3,9 +3,15 @@
 // matter are the ratios to the peer measured here.
 //
 //   npm run build && npm run bench -- [SIZE] [--runs N] [--dir DIR] [--seed N] [--json] [--keep]
-//                                        [--cpu-prof DIR] [--peak-rss-limit MB] [--no-gnu-time]
+//                                        [--storage local|s3|azure] [--cpu-prof DIR]
+//                                        [--peak-rss-limit MB] [--no-gnu-time]
 //
 // SIZE: bytes of generated data, with an optional binary unit: 256M, 1G, 512MiB (default 1G).
+// --storage: where kluis's repository lives. local (default): a folder. s3: s3rver, azure:
+// Azurite's blob service, both from node_modules, on 127.0.0.1 with their data in the bench's
+// temporary folder, a fresh repository prefix per run. The peer always writes a local file, so
+// with s3/azure the ratios include kluis's protocol cost (and the server's CPU, which shares the
+// machine). The repository size of s3/azure is the sum of the listed objects' sizes.
 // Exit codes: 0 ok, 1 a check failed (peak RSS over the limit, restored data differs, a step
 // failed), 2 bad usage or a missing tool.
 import { spawn, spawnSync } from 'node:child_process'
@@ -47,7 +53,10 @@ const usage = `Usage: npm run bench -- [SIZE] [options]
   --json               print the results as JSON on stdout (the table goes to stderr)
   --runs N             repeat the timed steps N times (peer and kluis interleaved) and report
                        the median time and the highest peak RSS (default 1)
-  --keep               keep the temporary folder
+  --storage KIND       where kluis's repository lives: local (a folder, the default), s3
+                       (s3rver) or azure (Azurite), the servers from node_modules on 127.0.0.1;
+                       the peer always writes a local file
+  --keep               keep the temporary folder (with s3/azure, the server's data too)
   --cpu-prof DIR       run kluis with --cpu-prof, write the profiles to DIR and print the
                        hottest functions (profiling slows kluis down: ratios are not comparable)
   --peak-rss-limit MB  fail when the backup's peak RSS exceeds this (default 300)
@@ -66,6 +75,7 @@ try {
       'peak-rss-limit': { type: 'string', default: '300' },
       'no-gnu-time': { type: 'boolean', default: false },
       runs: { type: 'string', default: '1' },
+      storage: { type: 'string', default: 'local' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -83,6 +93,9 @@ const rssLimitMB = Number(args.values['peak-rss-limit'])
 if (!(rssLimitMB > 0)) usageError(`--peak-rss-limit must be a positive number of MB`)
 const runCount = Number(args.values.runs)
 if (!Number.isInteger(runCount) || runCount < 1) usageError('--runs must be a positive integer')
+const storageKind = args.values.storage
+if (!['local', 's3', 'azure'].includes(storageKind))
+  usageError(`--storage must be local, s3 or azure, not '${storageKind}'`)
 const cpuProfDir = args.values['cpu-prof'] ? resolve(args.values['cpu-prof']) : undefined
 // Human output goes to stderr when stdout carries JSON.
 const out = args.values.json ? (text) => process.stderr.write(`${text}\n`) : console.log
@@ -116,6 +129,16 @@ if (major < 22 || (major === 22 && minor < 16)) {
 if (major < 24) progress(`warning: Node ${process.versions.node}; the project pins Node 24`)
 if (!existsSync(cli)) {
   process.stderr.write(`bench: ${relative(process.cwd(), cli)} is missing: run \`npm run build\`\n`)
+  process.exit(2)
+}
+const serverScripts = {
+  s3: join(projectRoot, 'node_modules', 's3rver', 'bin', 's3rver.js'),
+  azure: join(projectRoot, 'node_modules', 'azurite', 'dist', 'src', 'blob', 'main.js'),
+}
+if (storageKind !== 'local' && !existsSync(serverScripts[storageKind])) {
+  process.stderr.write(
+    `bench: ${relative(process.cwd(), serverScripts[storageKind])} is missing: run \`npm install\`\n`,
+  )
   process.exit(2)
 }
 for (const tool of ['tar', 'zstd', 'gpg', 'bash']) {
@@ -157,11 +180,19 @@ const paths = {
   gnupg: join(root, 'peer', 'gnupg'),
   peerRestore: join(root, 'peer', 'restore'),
   measure: join(root, 'measure'),
+  server: join(root, 'server'),
 }
+/** The s3rver or Azurite process of --storage s3|azure, once started. */
+let server
 let cleaned = false
 function cleanup() {
   if (cleaned) return
   cleaned = true
+  // A server still running (Ctrl-C, a failure): kill it before removing its folder.
+  if (server) {
+    server.child.kill('SIGKILL')
+    if (!args.values.keep) rmSync(server.dir, { recursive: true, force: true, maxRetries: 3 })
+  }
   // Decrypting started a gpg-agent for the temporary GNUPGHOME: stop it.
   if (existsSync(paths.gnupg)) {
     spawnSync('gpgconf', ['--kill', 'gpg-agent'], {
@@ -208,24 +239,31 @@ async function run() {
 
   // kluis setup (not timed)
   await kluis(['keys', 'generate', '--out', 'keys'])
-  writeFileSync(
-    paths.config,
-    [
-      'repository: file://./repo',
-      'keys:',
-      '  readers: [keys/reader.asc]',
-      '  writer: keys/writer.key',
-      '  writer-public: keys/writer.asc',
-      'sources:',
-      '  - name: database',
-      '    type: sqlite',
-      '    path: data/app.sqlite',
-      '  - name: files',
-      '    type: files',
-      '    path: data/files',
-      '',
-    ].join('\n'),
-  )
+  if (storageKind !== 'local') {
+    progress(`starting ${storageKind === 's3' ? 's3rver' : 'Azurite (blob)'} in ${paths.server}`)
+    server = await startServer(storageKind)
+    progress(`${server.name} listens on ${server.endpoint}`)
+  }
+  const writeConfig = (repository) =>
+    writeFileSync(
+      paths.config,
+      [
+        `repository: ${repository}`,
+        ...(server?.storageConfig ?? []),
+        'keys:',
+        '  readers: [keys/reader.asc]',
+        '  writer: keys/writer.key',
+        '  writer-public: keys/writer.asc',
+        'sources:',
+        '  - name: database',
+        '    type: sqlite',
+        '    path: data/app.sqlite',
+        '  - name: files',
+        '    type: files',
+        '    path: data/files',
+        '',
+      ].join('\n'),
+    )
 
   // peer setup (not timed)
   const gpgEnv = { ...process.env, GNUPGHOME: paths.gnupg }
@@ -255,7 +293,13 @@ async function run() {
   for (let run = 1; run <= runCount; run++) {
     const label = runCount > 1 ? ` (run ${run} of ${runCount})` : ''
     const results = {}
-    rmSync(paths.repo, { recursive: true, force: true })
+    // Local: the same folder, emptied. s3/azure: a new prefix in the same bucket or container.
+    const prefix = `repo-${run}`
+    if (server) writeConfig(`${server.scheme}://${BUCKET}/${prefix}`)
+    else {
+      rmSync(paths.repo, { recursive: true, force: true })
+      writeConfig('file://./repo')
+    }
     await kluis(['init'])
 
     settle()
@@ -277,8 +321,12 @@ async function run() {
 
     settle()
     progress(`kluis backup${label}`)
+    const serverBefore = server ? treeSize(server.dir) : 0
     results.backup = await kluis(['backup', '--json'], { profile: run === 1 && 'backup' })
-    results.repositoryBytes = treeSize(paths.repo)
+    if (server) {
+      results.repositoryBytes = await server.objectBytes(`${prefix}/`)
+      results.serverFolderGrowth = treeSize(server.dir) - serverBefore
+    } else results.repositoryBytes = treeSize(paths.repo)
 
     settle()
     progress(`kluis backup of unchanged data${label}`)
@@ -332,16 +380,16 @@ async function run() {
   }
   // Median time per operation over the runs, highest peak RSS.
   const results = {}
+  const median = (values) => {
+    const known = values.filter((v) => v !== undefined).sort((a, b) => a - b)
+    return known.length > 0 ? known[Math.floor(known.length / 2)] : undefined
+  }
   for (const key of ['backup', 'backup2', 'restore', 'peerBackup', 'peerRestore']) {
-    const seconds = runs.map((r) => r[key].seconds).sort((a, b) => a - b)
     const rss = runs.map((r) => r[key].peakRss).filter((v) => v !== undefined)
-    const cpu = runs
-      .map((r) => r[key].cpuSeconds)
-      .filter((v) => v !== undefined)
-      .sort((a, b) => a - b)
     results[key] = {
-      seconds: seconds[Math.floor(seconds.length / 2)],
-      cpuSeconds: cpu.length > 0 ? cpu[Math.floor(cpu.length / 2)] : undefined,
+      seconds: median(runs.map((r) => r[key].seconds)),
+      cpuSeconds: median(runs.map((r) => r[key].cpuSeconds)),
+      serverCpuSeconds: median(runs.map((r) => r[key].serverCpuSeconds)),
       allSeconds: runs.map((r) => r[key].seconds),
       peakRss: rss.length > 0 ? Math.max(...rss) : undefined,
     }
@@ -356,6 +404,21 @@ async function run() {
     machine: machine(),
     seed,
     runs: runCount,
+    storage: {
+      kind: storageKind,
+      server: server ? `${server.name} ${server.version} at ${server.endpoint}` : null,
+      repository: server ? `${server.scheme}://${BUCKET}/repo-<run>` : 'file://./repo',
+      repositoryBytesMethod: server
+        ? "sum of the sizes of the objects listed under the run's prefix"
+        : 'sum of the sizes of the files in the repository folder',
+      // What the server's data folder grew by during the first backup (objects + its metadata).
+      serverFolderGrowthBytes: server ? last.serverFolderGrowth : null,
+      // kluis's Node talks to a server on the same machine, which takes CPU from kluis and the
+      // peer's time (serverCpuSeconds per kluis step); the peer writes a local file.
+      note: server
+        ? 'the peer writes a local file: the ratios include the protocol cost and the local server'
+        : null,
+    },
     data: {
       requestedBytes: requestedSize,
       bytes: dataBytes,
@@ -448,6 +511,9 @@ function summary(result, dataBytes) {
     mbPerSecond: round(dataBytes / result.seconds / MB, 1),
     peakRssMB: result.peakRss === undefined ? null : round(result.peakRss / MB, 1),
     cpuSeconds: result.cpuSeconds === undefined ? null : round(result.cpuSeconds, 2),
+    ...(result.serverCpuSeconds === undefined
+      ? {}
+      : { serverCpuSeconds: round(result.serverCpuSeconds, 2) }),
   }
 }
 
@@ -489,9 +555,13 @@ async function kluis(cliArgs, { profile } = {}) {
     mkdirSync(join(cpuProfDir, profile), { recursive: true })
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${join(cpuProfDir, profile)}`)
   }
-  return measure(process.execPath, [...nodeArgs, cli, ...cliArgs], {
-    env: { ...process.env, KLUIS_TMPDIR: paths.tmp },
+  const cpuBefore = server?.cpuSeconds()
+  const result = await measure(process.execPath, [...nodeArgs, cli, ...cliArgs], {
+    env: { ...process.env, KLUIS_TMPDIR: paths.tmp, ...server?.env },
   })
+  // The server's CPU time during the step: with kluis's, whether the server held it back.
+  if (server) result.serverCpuSeconds = server.cpuSeconds() - cpuBefore
+  return result
 }
 
 let measureCount = 0
@@ -572,6 +642,179 @@ function readTimeFile(file) {
 
 function sh(text) {
   return `'${text.replaceAll("'", "'\\''")}'`
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage servers (--storage s3|azure)
+
+/** The S3 bucket or Azure container; each run's repository is a prefix in it. */
+const BUCKET = 'kluis-bench'
+/** Azurite's well-known development account (public, documented by Microsoft). */
+const AZURITE_ACCOUNT = 'devstoreaccount1'
+const AZURITE_KEY =
+  'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
+const CLOCK_TICKS =
+  Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100
+/**
+ * Loaded before the server's script: the server exits when its stdin, a pipe from this process,
+ * closes, so not even a bench killed outright (SIGKILL) leaves a server behind.
+ */
+const exitWithParent = `data:text/javascript,${encodeURIComponent(
+  'const bye = () => process.exit(0); process.stdin.on("end", bye).on("error", bye).resume()',
+)}`
+
+/**
+ * Starts s3rver or Azurite's blob service under this Node (not npx, whose killing would orphan
+ * the server) on 127.0.0.1 and a free port (port 0: the server prints the one it got), with its
+ * data in the bench's folder. s3rver needs --openssl-legacy-provider (else ListObjectsV2 paging
+ * answers 500); it knows one key id, S3RVER, and accepts any secret.
+ */
+async function startServer(kind) {
+  const s3 = kind === 's3'
+  mkdirSync(paths.server, { recursive: true })
+  const child = spawn(
+    process.execPath,
+    [
+      ...(s3 ? ['--openssl-legacy-provider'] : []),
+      '--import',
+      exitWithParent,
+      serverScripts[kind],
+      ...(s3
+        ? ['-d', paths.server, '-a', '127.0.0.1', '-p', '0', '--silent']
+        : [
+            '--blobHost',
+            '127.0.0.1',
+            '--blobPort',
+            '0',
+            '-l',
+            paths.server,
+            '--silent',
+            '--disableTelemetry',
+            '--skipApiVersionCheck',
+          ]),
+    ],
+    { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] },
+  )
+  // Known to cleanup() from now on, so that even a server that never gets ready is killed.
+  server = { child, dir: paths.server }
+  const name = s3 ? 's3rver' : 'Azurite'
+  const packageFile = join(projectRoot, 'node_modules', s3 ? 's3rver' : 'azurite', 'package.json')
+  const { version } = JSON.parse(readFileSync(packageFile, 'utf8'))
+  let output = ''
+  const address = await new Promise((resolvePromise, reject) => {
+    const timer = setTimeout(() => fail('did not start within 30 s'), 30_000)
+    const fail = (why) => {
+      clearTimeout(timer)
+      reject(new BenchFailure(`${name} ${why}\n${output.slice(-4000)}`))
+    }
+    const read = (piece) => {
+      output = (output + piece.toString()).slice(-8000)
+      const found = s3
+        ? /listening on [^\s:]+:(\d+)/.exec(output)?.[1]
+        : /successfully listens on http:\/\/127\.0\.0\.1:(\d+)/.exec(output)?.[1]
+      if (found) {
+        clearTimeout(timer)
+        resolvePromise(`http://127.0.0.1:${found}`)
+      }
+    }
+    child.stdout.on('data', read)
+    child.stderr.on('data', (piece) => {
+      output = (output + piece.toString()).slice(-8000)
+    })
+    child.once('error', (error) => fail(`could not be started: ${error.message}`))
+    child.once('exit', (code, signal) => fail(`exited (${signal ?? code}) before listening`))
+  })
+  const endpoint = s3 ? address : `${address}/${AZURITE_ACCOUNT}`
+  // Listening; wait until it answers HTTP too (any status: an unsigned request gets 403).
+  for (const deadline = Date.now() + 10_000; ; ) {
+    try {
+      await fetch(s3 ? endpoint : `${endpoint}?comp=list`, { signal: AbortSignal.timeout(2000) })
+      break
+    } catch (error) {
+      if (Date.now() > deadline) throw new BenchFailure(`${name} does not answer: ${error.message}`)
+      await new Promise((resolvePromise) => setTimeout(resolvePromise, 100))
+    }
+  }
+  const connectionString =
+    `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT};AccountKey=${AZURITE_KEY};` +
+    `BlobEndpoint=${endpoint};`
+  return {
+    name,
+    version,
+    child,
+    dir: paths.server,
+    endpoint,
+    scheme: s3 ? 's3' : 'azure',
+    // The SDKs' default credential chains read these from the process env.
+    env: s3
+      ? { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' }
+      : { AZURE_STORAGE_CONNECTION_STRING: connectionString },
+    // Azure: the connection string names the endpoint (storage.endpoint would conflict with it).
+    storageConfig: s3
+      ? ['storage:', `  endpoint: ${endpoint}`, '  path-style: true', '  region: us-east-1']
+      : [],
+    /** CPU seconds (user + system, all threads) the server has used so far. */
+    cpuSeconds() {
+      try {
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8')
+        const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+        return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS
+      } catch {
+        return Number.NaN
+      }
+    },
+    /** Bytes of the objects under the prefix, as the server lists them. */
+    async objectBytes(prefix) {
+      let total = 0
+      if (s3) {
+        const { S3Client, ListObjectsV2Command } = await import('@aws-sdk/client-s3')
+        const client = new S3Client({
+          endpoint,
+          forcePathStyle: true,
+          region: 'us-east-1',
+          credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' },
+        })
+        try {
+          let token
+          do {
+            const page = await client.send(
+              new ListObjectsV2Command({
+                Bucket: BUCKET,
+                Prefix: prefix,
+                ContinuationToken: token,
+              }),
+            )
+            for (const object of page.Contents ?? []) total += object.Size ?? 0
+            token = page.IsTruncated ? page.NextContinuationToken : undefined
+          } while (token)
+        } finally {
+          client.destroy()
+        }
+      } else {
+        const { BlobServiceClient } = await import('@azure/storage-blob')
+        const container =
+          BlobServiceClient.fromConnectionString(connectionString).getContainerClient(BUCKET)
+        for await (const blob of container.listBlobsFlat({ prefix }))
+          total += blob.properties.contentLength ?? 0
+      }
+      return total
+    },
+  }
+}
+
+/** Stops the server (SIGTERM, SIGKILL after 5 s) and removes its folder unless --keep. */
+async function stopServer() {
+  if (!server) return
+  const { child, dir } = server
+  if (child.exitCode === null && child.signalCode === null) {
+    const exited = new Promise((resolvePromise) => child.once('exit', resolvePromise))
+    child.kill('SIGTERM')
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
+    await exited
+    clearTimeout(timer)
+  }
+  server = undefined
+  if (!args.values.keep) rmSync(dir, { recursive: true, force: true, maxRetries: 3 })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -918,17 +1161,27 @@ function readFileSyncSafe(file) {
 function printTable(report) {
   const { kluis: k, peer: p, ratios: r } = report
   const rss = (mb) => (mb === null ? '-' : mb.toFixed(0))
-  const cpu = (seconds) => (seconds === null ? '-' : seconds.toFixed(1))
+  const cpu = (seconds) => (seconds == null ? '-' : seconds.toFixed(1))
+  const remote = report.storage.kind !== 'local'
   const row = (label, m, ratio) => [
     label,
     m.seconds.toFixed(2),
     m.mbPerSecond.toFixed(0),
     rss(m.peakRssMB),
     cpu(m.cpuSeconds),
+    ...(remote ? [cpu(m.serverCpuSeconds)] : []),
     `${ratio.toFixed(2)}×`,
   ]
   const rows = [
-    ['Operation', 'Seconds', 'MB/s', 'Peak RSS MB', 'CPU s', 'Throughput vs peer'],
+    [
+      'Operation',
+      'Seconds',
+      'MB/s',
+      'Peak RSS MB',
+      'CPU s',
+      ...(remote ? ['Server CPU s'] : []),
+      'Throughput vs peer',
+    ],
     row('kluis backup', k.backup, r.backupThroughput),
     row('peer backup (tar | zstd | gpg -e)', p.backup, 1),
     row('kluis backup, unchanged data', k.backupUnchanged, r.unchangedBackupThroughput),
@@ -949,6 +1202,12 @@ function printTable(report) {
   )
   out(
     `measured with ${report.peakRssMethod}; the peer's RSS and CPU are summed over its 3 processes`,
+  )
+  const st = report.storage
+  out(
+    remote
+      ? `storage: ${st.repository} on ${st.server}; ${st.note}; the server's CPU is not in kluis's`
+      : 'storage: a local folder (file://./repo)',
   )
   if (report.runs > 1) out(`times: median of ${report.runs} runs; peak RSS: highest of the runs`)
   if (report.profiled) out('NOTE: kluis ran with --cpu-prof: its times include profiling overhead')
@@ -971,6 +1230,12 @@ function printTable(report) {
     `stored: kluis repository ${formatBytes(k.repositoryBytes)} (${(100 * k.storedRatio).toFixed(1)} % of the data), ` +
       `peer ${formatBytes(p.outputBytes)} (${(100 * p.storedRatio).toFixed(1)} %)`,
   )
+  out(`repository size: ${st.repositoryBytesMethod}`)
+  if (remote)
+    out(
+      `${st.server.split(' ')[0]}'s data folder grew by ${formatBytes(st.serverFolderGrowthBytes)} ` +
+        "during the first backup (objects and the server's own metadata)",
+    )
   if (report.problems.length > 0) out('RESTORE VERIFICATION FAILED (details below)')
   else
     out(
@@ -1032,4 +1297,6 @@ try {
     `bench: FAILED: ${error instanceof BenchFailure ? error.message : (error?.stack ?? error)}\n`,
   )
   process.exitCode = 1
+} finally {
+  await stopServer()
 }
