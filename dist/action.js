@@ -12,7 +12,8 @@ import {
   parseDatabaseUrl,
   parseTimestamp,
   restore
-} from "./chunks/chunk-T562BINB.js";
+} from "./chunks/chunk-EJTCJZ6H.js";
+import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
   KluisError,

@@ -16,7 +16,8 @@ import {
   parseTimestamp,
   restore,
   textTable
-} from "./chunks/chunk-T562BINB.js";
+} from "./chunks/chunk-EJTCJZ6H.js";
+import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
   KluisError,

@@ -79,6 +79,7 @@ export async function backup(
   for (const source of sources) requireSourceSettings(config, source)
   const writer = await loadWriterKey(config, env)
   const repository = await openRepository(config, env)
+  const id = newSnapshotId()
   const time = (options.time ?? new Date()).toISOString()
   const host = options.host ?? hostname()
   const known = await repository.listChunks()
@@ -95,15 +96,22 @@ export async function backup(
       groups.set(group, groupWriter)
     }
     reporter.info(`backing up ${source.type} source '${source.name}'`)
+    const { readers, dedupKey } = groupWriter
     const saved = await backupSource(
       source,
-      context,
+      { ...context, backup: { snapshotId: id, time, host, readers, writer, dedupKey } },
       repository,
       groupWriter,
       known,
       config.compressionLevel,
     )
-    indexSources.push({ name: source.name, type: source.type, group, streams: saved.indexStreams })
+    indexSources.push({
+      name: source.name,
+      type: source.type,
+      group,
+      streams: saved.indexStreams,
+      ...(saved.commit ? { commit: saved.commit } : {}),
+    })
     groupWriter.manifestSources.push({
       name: source.name,
       type: source.type,
@@ -113,7 +121,6 @@ export async function backup(
     results.push(saved.result)
   }
 
-  const id = newSnapshotId()
   const index = await repository.writeSnapshot(
     { kluis: 'snapshot-index', version: 1, id, time, host, sources: indexSources },
     [...groups].map(([group, { readers, dedupKey, manifestSources }]) => ({
@@ -188,7 +195,13 @@ async function backupSource(
       manifestStreams.push({ name: stream.name, size: saved.size, sha256: saved.sha256 })
       result.size += saved.size
     }
-    return { indexStreams, manifestStreams, facts: await reading.facts(), result }
+    return {
+      indexStreams,
+      manifestStreams,
+      facts: await reading.facts(),
+      commit: reading.commit?.(),
+      result,
+    }
   } finally {
     await reading.close()
   }

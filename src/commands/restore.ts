@@ -57,7 +57,10 @@ export async function restore(
     )
   }
   const chosen = index.sources.filter((s) => wanted.includes(s.name))
-  const context = sourceContext(config, reporter, env)
+  const context = {
+    ...sourceContext(config, reporter, env),
+    restore: { readerKeys, writer },
+  }
   const opener = new ChunkOpener(readerKeys)
   // Per key group: its manifest (which carries the dedup key), verified before any data is read.
   const manifests = new Map<string, SnapshotManifest>()
@@ -82,7 +85,13 @@ export async function restore(
       reporter.info(`restoring ${source.type} source '${source.name}'`)
       const directory = join(staging, source.name)
       await mkdir(directory)
-      const summary = await driver.restore(streams, directory, facts, context)
+      const configured = config.sources.find(
+        (s) => s.name === source.name && s.type === source.type,
+      )
+      const summary = await driver.restore(streams, directory, facts, {
+        ...context,
+        restore: { ...context.restore, ...(configured ? { source: configured } : {}) },
+      })
       restored.push({
         name: source.name,
         type: source.type,

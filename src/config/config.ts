@@ -50,6 +50,22 @@ const sourceSchema = z.discriminatedUnion('type', [
   }),
   z.strictObject({
     name: sourceName,
+    type: z.literal('git-config'),
+    /** Globs relative to the configuration file's folder: the files to version. */
+    paths: z.array(z.string().min(1)).min(1),
+    /** Globs (gitignore-style) of matched files that are stored encrypted. */
+    secret: z.array(z.string().min(1)).default([]),
+    /** The backups repository: https, ssh, file:// or a local path. */
+    remote: z.string().min(1),
+    branch: z.string().min(1).default('main'),
+    /** The folder inside the backups repository (default: the source's name). */
+    directory: z.string().min(1).optional(),
+    /** For https remotes; sent per command through git's environment, never stored. */
+    token: z.string().optional(),
+    group: group.optional(),
+  }),
+  z.strictObject({
+    name: sourceName,
     type: z.literal('mysql'),
     url: z.string(),
     group: group.optional(),
@@ -109,7 +125,7 @@ export interface KluisConfig {
 export const DEFAULT_GROUP = 'default'
 
 /** Settings whose `${VAR}` may stay unset until the source is backed up. */
-const SOURCE_URL = /^sources\.\d+\.url$/
+const SOURCE_URL = /^sources\.\d+\.(url|token)$/
 
 export async function loadConfig(
   file: string,

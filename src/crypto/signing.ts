@@ -47,16 +47,42 @@ export async function encryptAndSign(
   })
 }
 
-/** Decrypts, then requires a valid signature by the trusted writer; names `object` on failure. */
-export async function decryptAndVerify(
+/**
+ * The same as an ASCII-armored message, for files kept in git: `comment` goes in the armor's
+ * Comment header, which gpg shows and ignores.
+ */
+export async function encryptAndSignArmored(
   data: Uint8Array,
+  readers: PublicKey[],
+  writer: PrivateKey,
+  comment: string,
+): Promise<string> {
+  const message = await openpgp.createMessage({ binary: data })
+  return openpgp.encrypt({
+    message,
+    encryptionKeys: readers,
+    signingKeys: writer,
+    format: 'armored',
+    config: { aeadProtect: false, showComment: true, commentString: comment },
+  })
+}
+
+/**
+ * Decrypts (a binary or an armored message), then requires a valid signature by the trusted
+ * writer; names `object` on failure.
+ */
+export async function decryptAndVerify(
+  data: Uint8Array | string,
   decryptionKeys: PrivateKey[],
   writer: PublicKey,
   object: string,
 ): Promise<Uint8Array> {
   let message: openpgp.Message<Uint8Array>
   try {
-    message = await openpgp.readMessage({ binaryMessage: data })
+    message =
+      typeof data === 'string'
+        ? await openpgp.readMessage({ armoredMessage: data })
+        : await openpgp.readMessage({ binaryMessage: data })
   } catch {
     throw new IntegrityError(object, 'is not a readable OpenPGP message')
   }

@@ -61,6 +61,11 @@ export const snapshotIndexSchema = z.object({
       type: z.string(),
       group: z.string(),
       streams: z.array(indexStreamSchema),
+      /** For a git-config source: the commit of the backups repository this snapshot is. */
+      commit: z
+        .string()
+        .regex(/^[0-9a-f]{40}$/)
+        .optional(),
     }),
   ),
 })

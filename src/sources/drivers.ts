@@ -1,5 +1,6 @@
 import type { SourceConfig } from '../config/config.js'
 import { filesDriver } from './files.js'
+import { gitConfigDriver } from './git-config.js'
 import { mysqlDriver } from './mysql.js'
 import { postgresDriver } from './postgres.js'
 import type { SourceDriver } from './source.js'
@@ -8,6 +9,7 @@ import { sqliteDriver } from './sqlite.js'
 const drivers: Record<SourceConfig['type'], SourceDriver<never>> = {
   sqlite: sqliteDriver,
   files: filesDriver,
+  'git-config': gitConfigDriver,
   postgres: postgresDriver,
   mysql: mysqlDriver,
 }

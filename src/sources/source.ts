@@ -2,6 +2,7 @@ import type { z } from 'zod'
 import type { SourceConfig } from '../config/config.js'
 import { IntegrityError, SourceError } from '../core/errors.js'
 import type { Reporter } from '../core/reporter.js'
+import type { PrivateKey, PublicKey } from '../crypto/keys.js'
 import type { DatabaseScheme, DatabaseUrl } from './database/database-url.js'
 
 /** A byte stream a source produces at backup and consumes at restore. */
@@ -17,6 +18,8 @@ export interface SourceReading {
   facts(): Record<string, unknown> | Promise<Record<string, unknown>>
   /** Releases temporary files; called after success and failure alike. */
   close(): Promise<void>
+  /** A git-config source's commit, recorded in the signed index. */
+  commit?(): string | undefined
 }
 
 export interface SourceContext {
@@ -27,6 +30,23 @@ export interface SourceContext {
   resolvePath(path: string): string
   /** The environment: PATH to find tools, and what child processes inherit. */
   env: NodeJS.ProcessEnv
+  /** During a backup: the snapshot being written, and the keys of the source's key group. */
+  backup?: {
+    snapshotId: string
+    time: string
+    host: string
+    readers: PublicKey[]
+    writer: PrivateKey
+    /** The group's secret dedup key: keys comparisons that must not reveal content. */
+    dedupKey: Buffer
+  }
+  /** During a restore: keys to open what a driver encrypted itself. */
+  restore?: {
+    readerKeys: PrivateKey[]
+    writer: PublicKey
+    /** The source's current configuration, when it still has one (remote, token). */
+    source?: SourceConfig
+  }
 }
 
 /**
