@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises'
@@ -272,6 +273,30 @@ describe('git-config source: a bare repository through file://', () => {
     expect(await recordedCommit(project, result.snapshotId)).toBe(
       gitIn(bare, ['rev-parse', 'main']).trim(),
     )
+  })
+
+  it("a secret decrypts with gpg alone, which reports the writer's good signature", async () => {
+    const gnupghome = await mkdtemp(join(tmpdir(), 'kluis-gnupg-'))
+    const gpgEnv = { ...process.env, GNUPGHOME: gnupghome, LC_ALL: 'C' }
+    try {
+      const imported = spawnSync(
+        'gpg',
+        ['--batch', '--quiet', '--import', 'keys/reader.key', 'keys/writer.asc'],
+        { cwd: project.dir, env: gpgEnv },
+      )
+      expect(imported.status, String(imported.stderr)).toBe(0)
+      const decrypted = spawnSync('gpg', ['--batch', '--decrypt'], {
+        input: gitIn(bare, ['show', 'main:app/.env.production.asc']),
+        env: gpgEnv,
+        encoding: 'utf8',
+      })
+      expect(decrypted.status, decrypted.stderr).toBe(0)
+      expect(decrypted.stdout).toBe(VERSION_1['.env.production'])
+      expect(decrypted.stderr).toContain('Good signature')
+    } finally {
+      spawnSync('gpgconf', ['--kill', 'gpg-agent'], { env: gpgEnv })
+      await rm(gnupghome, { recursive: true, force: true })
+    }
   })
 
   it('a changed plain file shows as a normal diff and is the only change', async () => {
