@@ -10,9 +10,11 @@ import {
   listSnapshots,
   loadConfig,
   parseDatabaseUrl,
+  parseDuration,
   parseTimestamp,
+  prune,
   restore
-} from "./chunks/chunk-EJTCJZ6H.js";
+} from "./chunks/chunk-AEXGZBSJ.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
@@ -19708,6 +19710,7 @@ async function runCommand(settings, config, reporter, env) {
         config,
         {
           readData: settings.readData,
+          ...settings.maxAge !== void 0 ? { maxAge: settings.maxAge } : {},
           ...settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}
         },
         reporter,
@@ -19719,11 +19722,23 @@ async function runCommand(settings, config, reporter, env) {
       );
       return { command: "check", result };
     }
+    case "prune": {
+      const result = await prune(config, { dryRun: settings.dryRun }, reporter, env);
+      for (const d of result.decisions) {
+        reporter.info(
+          `${d.id.slice(0, 8)}  ${formatTime(d.time)}  ${d.keep ? `keep: ${d.reasons.join("; ")}` : "remove"}`
+        );
+      }
+      reporter.info(
+        result.dryRun ? `dry run: ${result.removedSnapshots} snapshot(s) would be removed` : `removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}`
+      );
+      return { command: "prune", result };
+    }
   }
 }
 
 // src/action/inputs.ts
-var COMMANDS = ["backup", "snapshots", "restore", "check"];
+var COMMANDS = ["backup", "snapshots", "restore", "check", "prune"];
 function readInputs() {
   const command = parseCommand(getInput("command", { required: true }));
   const settings = {
@@ -19735,7 +19750,9 @@ function readInputs() {
     target: getInput("target") || void 0,
     keyPaths: parseList(getInput("key")),
     force: booleanInput("force"),
-    readData: booleanInput("read-data")
+    readData: booleanInput("read-data"),
+    maxAge: getInput("max-age") ? parseMaxAge(getInput("max-age")) : void 0,
+    dryRun: booleanInput("dry-run")
   };
   checkCombination(settings);
   return settings;
@@ -19759,6 +19776,13 @@ function parseTime(value) {
     );
   }
   return time;
+}
+function parseMaxAge(value) {
+  try {
+    return parseDuration(value);
+  } catch {
+    throw new ConfigError(`Invalid max-age '${value}'. Expected a duration such as 24h or 2d.`);
+  }
 }
 function booleanInput(name) {
   return getInput(name) !== "" && getBooleanInput(name);
@@ -19794,8 +19818,16 @@ function outputsFor(outcome, durationSeconds) {
       };
     case "restore":
       return { "snapshot-id": outcome.result.snapshotId, ...duration };
-    case "check":
-      return { problems: String(outcome.result.problems.length), ...duration };
+    case "check": {
+      const age = outcome.result.newestSnapshotAgeHours;
+      return {
+        problems: String(outcome.result.problems.length),
+        ...age !== void 0 ? { "newest-snapshot-age-hours": age.toFixed(1) } : {},
+        ...duration
+      };
+    }
+    case "prune":
+      return { "snapshots-removed": String(outcome.result.removedSnapshots), ...duration };
     case "snapshots":
       return duration;
   }
@@ -19956,8 +19988,8 @@ async function writeSummary(outcome) {
           String(result.problems.length)
         ]
       ]);
-      if (result.posture.length > 0) {
-        summary2.addRaw("<p>Storage posture:</p>", true).addList(result.posture.map(html));
+      if (result.warnings.length > 0) {
+        summary2.addRaw("<p>Warnings:</p>", true).addList(result.warnings.map(html));
       }
       if (result.problems.length === 0) summary2.addRaw("<p>No problems found.</p>", true);
       else {
@@ -19966,6 +19998,28 @@ async function writeSummary(outcome) {
         if (rest > 0)
           summary2.addRaw(`<p>\u2026 and ${rest} more; the job log has all of them.</p>`, true);
       }
+      if (result.newestSnapshotAgeHours !== void 0) {
+        summary2.addRaw(
+          `<p>Newest snapshot of the least recently backed-up source: ${result.newestSnapshotAgeHours.toFixed(1)} hours old.</p>`,
+          true
+        );
+      }
+      break;
+    }
+    case "prune": {
+      const { result } = outcome;
+      summary2.addHeading(result.dryRun ? "kluis prune (dry run)" : "kluis prune", 2).addTable([
+        header("Snapshot", "Time", "Decision", "Why"),
+        ...result.decisions.map((d) => [
+          `<code>${d.id.slice(0, 8)}</code>`,
+          html(formatTime(d.time)),
+          d.keep ? "keep" : "remove",
+          html(d.keep ? d.reasons.join("; ") : "not kept by any rule")
+        ])
+      ]).addRaw(
+        result.dryRun ? `<p>${result.removedSnapshots} snapshot(s) would be removed; nothing was changed.</p>` : `<p>Removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}.</p>`,
+        true
+      );
       break;
     }
   }

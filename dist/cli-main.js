@@ -8,15 +8,19 @@ import {
   formatDuration,
   formatTime,
   generateKey,
+  listLocks,
   listSnapshots,
   loadConfig,
   loadReaderKeys,
   loadWriterKey,
   openConfiguredStorage,
+  parseDuration,
   parseTimestamp,
+  prune,
+  removeLocks,
   restore,
   textTable
-} from "./chunks/chunk-EJTCJZ6H.js";
+} from "./chunks/chunk-AEXGZBSJ.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
@@ -118,6 +122,21 @@ async function generateKeys(options2) {
   };
 }
 
+// src/commands/unlock.ts
+async function unlock(config, options2, reporter, env) {
+  const storage = await openConfiguredStorage(config, env);
+  const before = await listLocks(storage);
+  const removed = await removeLocks(storage, { staleOnly: options2.staleOnly });
+  for (const lock of removed) {
+    if (before.some((listed) => listed.id === lock.id && !listed.stale)) {
+      reporter.warn(
+        `removed a lock that was still being refreshed: ${lock.command} on ${lock.host} (pid ${lock.pid}); make sure that process is not running`
+      );
+    }
+  }
+  return removed;
+}
+
 // src/cli/main.ts
 var usage = `Usage: kluis <command> [options]
 
@@ -130,7 +149,12 @@ Commands:
                                               restore into a folder, or one database source into
                                               postgres://USER@HOST:PORT/DB or mysql://\u2026 (created
                                               when missing; password in PGPASSWORD, not argv)
-  check [--read-data --key FILE] [--json]     verify the repository
+  check [--read-data | --read-data-subset 10%] [--key FILE] [--max-age 24h] [--json]
+                                              verify the repository, the storage's posture, key
+                                              ages, and that every source has a recent snapshot
+  prune [--dry-run] [--json]                  remove what the retention policy does not keep
+  unlock [--stale-only]                       remove locks (by default all: make sure no kluis
+                                              runs on the repository)
 
 Common options:
   --config FILE   configuration file (default: kluis.yml)
@@ -156,7 +180,11 @@ var options = {
   rsa: { type: "boolean", default: false },
   name: { type: "string" },
   host: { type: "string" },
-  time: { type: "string" }
+  time: { type: "string" },
+  "dry-run": { type: "boolean", default: false },
+  "read-data-subset": { type: "string" },
+  "max-age": { type: "string" },
+  "stale-only": { type: "boolean", default: false }
 };
 async function main(argv, env, io, version) {
   try {
@@ -275,11 +303,17 @@ ${snapshots.length} snapshot(s)`
       );
     }
     case "check": {
-      if (values.key && !values["read-data"])
-        throw new ConfigError("--key is only used with --read-data");
+      const subset = values["read-data-subset"];
+      const readData = values["read-data"] || subset !== void 0;
+      if (values.key && !readData) throw new ConfigError("--key is only used with --read-data");
       const result = await check(
         config,
-        { readData: values["read-data"], ...values.key ? { keyPaths: values.key } : {} },
+        {
+          readData,
+          ...subset !== void 0 ? { readDataSubset: parseFraction(subset) } : {},
+          ...values["max-age"] ? { maxAge: parseDuration(values["max-age"]) } : {},
+          ...values.key ? { keyPaths: values.key } : {}
+        },
         reporter,
         env
       );
@@ -287,16 +321,49 @@ ${snapshots.length} snapshot(s)`
         result,
         () => [
           ...result.problems.map((p) => `error: ${p}`),
-          `${result.snapshots} snapshot(s), ${result.chunksReferenced} chunk(s) referenced` + (values["read-data"] ? `, ${result.chunksRead} read and verified` : ""),
+          `${result.snapshots} snapshot(s), ${result.chunksReferenced} chunk(s) referenced` + (readData ? `, ${result.chunksRead} read and verified` : ""),
           result.problems.length === 0 ? "no problems found" : `${result.problems.length} problem(s) found`
         ].join("\n")
       );
       if (result.problems.length > 0) throw new CheckFailed(result.problems.length);
       return;
     }
+    case "prune": {
+      const result = await prune(config, { dryRun: values["dry-run"] }, reporter, env);
+      return print(result, () => {
+        const rows = result.decisions.map((d) => [
+          d.id.slice(0, 8),
+          formatTime(d.time),
+          d.keep ? "keep" : "remove",
+          d.keep ? d.reasons.join("; ") : "not kept by any rule"
+        ]);
+        const done = result.dryRun ? `dry run: ${result.removedSnapshots} snapshot(s) would be removed; nothing was changed` : `removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}`;
+        return [textTable(["Snapshot", "Time", "Decision", "Why"], rows), "", done].join("\n");
+      });
+    }
+    case "unlock": {
+      const removed = await unlock(config, { staleOnly: values["stale-only"] }, reporter, env);
+      return print(
+        removed,
+        () => removed.length === 0 ? "no locks to remove" : removed.map(
+          (l) => `removed the lock of ${l.command} on ${l.host} (pid ${l.pid}) from ${l.created}`
+        ).join("\n")
+      );
+    }
     default:
       throw new ConfigError(`unknown command '${command}'`, "see `kluis --help`");
   }
+}
+function parseFraction(text) {
+  const match = /^(\d+(?:\.\d+)?)(%?)$/.exec(text.trim());
+  const value = match ? Number(match[1]) / (match[2] ? 100 : 1) : Number.NaN;
+  if (!(value > 0 && value <= 1)) {
+    throw new ConfigError(
+      `--read-data-subset ${text} is not a share of the data`,
+      "give a percentage such as 10% (or a fraction such as 0.1)"
+    );
+  }
+  return value;
 }
 async function keysCommand(rest, values, env, print) {
   if (rest[0] !== "generate" || rest.length > 1) {
@@ -326,7 +393,7 @@ async function keysCommand(rest, values, env, print) {
   );
 }
 async function loadConfigFor(command, file, env) {
-  if (!["init", "backup", "snapshots", "restore", "check"].includes(command)) {
+  if (!["init", "backup", "snapshots", "restore", "check", "prune", "unlock"].includes(command)) {
     throw new ConfigError(`unknown command '${command}'`, "see `kluis --help`");
   }
   return loadConfig(file, env);

@@ -224,7 +224,7 @@ describe('the action, run like the runner runs it', () => {
     const run = await runAction(project.dir, { command: 'explode' })
     expect(run.code).toBe(1)
     expect(run.stdout).toContain(
-      "::error::Invalid command 'explode'. Expected one of: backup, snapshots, restore, check.",
+      "::error::Invalid command 'explode'. Expected one of: backup, snapshots, restore, check, prune.",
     )
     expect(run.outputs).toEqual({})
   })

@@ -36,9 +36,28 @@ describe('configuration', () => {
     )
   })
 
+  it('reads retention and objectives, and names a bad duration', () => {
+    const config = parseConfig(
+      `${exampleConfig}retention: { keep-daily: 30, keep-monthly: 12, keep-within: 1y6m, timezone: Europe/Amsterdam }\nobjectives: { rpo: 24h, key-max-age: 90d }\n`,
+      '/x/k.yml',
+      {},
+    )
+    expect(config.retention).toEqual({
+      keepDaily: 30,
+      keepMonthly: 12,
+      keepWithin: '1y6m',
+      timezone: 'Europe/Amsterdam',
+    })
+    expect(config.objectives).toEqual({ rpo: 24 * 3_600_000, keyMaxAge: 90 * 86_400_000 })
+    expect(() => parseConfig(`${exampleConfig}objectives: { rpo: 5x }\n`, '/x/k.yml', {})).toThrow(
+      'objectives.rpo',
+    )
+  })
+
   it('rejects unknown settings, duplicate names and undefined key groups', () => {
-    expect(() => parseConfig(`${exampleConfig}retention: {}\n`, '/x/k.yml', {})).toThrow(
-      'retention',
+    // A misspelt setting is an error, not silently ignored.
+    expect(() => parseConfig(`${exampleConfig}retension: {}\n`, '/x/k.yml', {})).toThrow(
+      'retension',
     )
     const twice = exampleConfig.replace('name: uploads', 'name: app-db')
     expect(() => parseConfig(twice, '/x/k.yml', {})).toThrow("two sources are named 'app-db'")

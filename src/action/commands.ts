@@ -1,5 +1,6 @@
 import { type BackupResult, backup } from '../commands/backup.js'
 import { type CheckResult, check } from '../commands/check.js'
+import { type PruneResult, prune } from '../commands/prune.js'
 import { type RestoreResult, restore } from '../commands/restore.js'
 import { listSnapshots, type SnapshotSummary } from '../commands/snapshots.js'
 import type { KluisConfig } from '../config/config.js'
@@ -13,6 +14,7 @@ export type CommandResult =
   | { command: 'snapshots'; snapshots: SnapshotSummary[] }
   | { command: 'restore'; result: RestoreResult }
   | { command: 'check'; result: CheckResult }
+  | { command: 'prune'; result: PruneResult }
 
 /** Runs the chosen command like the CLI does, logging a short result through the reporter. */
 export async function runCommand(
@@ -71,6 +73,7 @@ export async function runCommand(
         config,
         {
           readData: settings.readData,
+          ...(settings.maxAge !== undefined ? { maxAge: settings.maxAge } : {}),
           ...(settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}),
         },
         reporter,
@@ -82,6 +85,20 @@ export async function runCommand(
           `${result.chunksRead} read; ${result.problems.length} problem(s)`,
       )
       return { command: 'check', result }
+    }
+    case 'prune': {
+      const result = await prune(config, { dryRun: settings.dryRun }, reporter, env)
+      for (const d of result.decisions) {
+        reporter.info(
+          `${d.id.slice(0, 8)}  ${formatTime(d.time)}  ${d.keep ? `keep: ${d.reasons.join('; ')}` : 'remove'}`,
+        )
+      }
+      reporter.info(
+        result.dryRun
+          ? `dry run: ${result.removedSnapshots} snapshot(s) would be removed`
+          : `removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}`,
+      )
+      return { command: 'prune', result }
     }
   }
 }

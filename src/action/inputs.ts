@@ -1,13 +1,14 @@
 import * as core from '@actions/core'
 import { ConfigError } from '../core/errors.js'
 import { parseTimestamp } from '../core/time.js'
+import { parseDuration } from '../retention/policy.js'
 
 /**
  * Every input of action.yml, read once and checked before any work starts (the pattern of
  * actions/checkout's input-helper). Errors quote the bad value and say what was expected.
  */
 
-export const COMMANDS = ['backup', 'snapshots', 'restore', 'check'] as const
+export const COMMANDS = ['backup', 'snapshots', 'restore', 'check', 'prune'] as const
 export type Command = (typeof COMMANDS)[number]
 
 export interface ActionSettings {
@@ -23,6 +24,10 @@ export interface ActionSettings {
   keyPaths: string[]
   force: boolean
   readData: boolean
+  /** check: the RPO, in milliseconds. */
+  maxAge: number | undefined
+  /** prune: decide and report only. */
+  dryRun: boolean
 }
 
 export function readInputs(): ActionSettings {
@@ -38,6 +43,8 @@ export function readInputs(): ActionSettings {
     keyPaths: parseList(core.getInput('key')),
     force: booleanInput('force'),
     readData: booleanInput('read-data'),
+    maxAge: core.getInput('max-age') ? parseMaxAge(core.getInput('max-age')) : undefined,
+    dryRun: booleanInput('dry-run'),
   }
   checkCombination(settings)
   return settings
@@ -68,6 +75,14 @@ function parseTime(value: string): Date | undefined {
     )
   }
   return time
+}
+
+function parseMaxAge(value: string): number {
+  try {
+    return parseDuration(value)
+  } catch {
+    throw new ConfigError(`Invalid max-age '${value}'. Expected a duration such as 24h or 2d.`)
+  }
 }
 
 /**

@@ -16,8 +16,16 @@ export function outputsFor(
       }
     case 'restore':
       return { 'snapshot-id': outcome.result.snapshotId, ...duration }
-    case 'check':
-      return { problems: String(outcome.result.problems.length), ...duration }
+    case 'check': {
+      const age = outcome.result.newestSnapshotAgeHours
+      return {
+        problems: String(outcome.result.problems.length),
+        ...(age !== undefined ? { 'newest-snapshot-age-hours': age.toFixed(1) } : {}),
+        ...duration,
+      }
+    }
+    case 'prune':
+      return { 'snapshots-removed': String(outcome.result.removedSnapshots), ...duration }
     case 'snapshots':
       return duration
   }

@@ -108,8 +108,8 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
             String(result.problems.length),
           ],
         ])
-      if (result.posture.length > 0) {
-        summary.addRaw('<p>Storage posture:</p>', true).addList(result.posture.map(html))
+      if (result.warnings.length > 0) {
+        summary.addRaw('<p>Warnings:</p>', true).addList(result.warnings.map(html))
       }
       if (result.problems.length === 0) summary.addRaw('<p>No problems found.</p>', true)
       else {
@@ -118,6 +118,33 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
         if (rest > 0)
           summary.addRaw(`<p>… and ${rest} more; the job log has all of them.</p>`, true)
       }
+      if (result.newestSnapshotAgeHours !== undefined) {
+        summary.addRaw(
+          `<p>Newest snapshot of the least recently backed-up source: ${result.newestSnapshotAgeHours.toFixed(1)} hours old.</p>`,
+          true,
+        )
+      }
+      break
+    }
+    case 'prune': {
+      const { result } = outcome
+      summary
+        .addHeading(result.dryRun ? 'kluis prune (dry run)' : 'kluis prune', 2)
+        .addTable([
+          header('Snapshot', 'Time', 'Decision', 'Why'),
+          ...result.decisions.map((d) => [
+            `<code>${d.id.slice(0, 8)}</code>`,
+            html(formatTime(d.time)),
+            d.keep ? 'keep' : 'remove',
+            html(d.keep ? d.reasons.join('; ') : 'not kept by any rule'),
+          ]),
+        ])
+        .addRaw(
+          result.dryRun
+            ? `<p>${result.removedSnapshots} snapshot(s) would be removed; nothing was changed.</p>`
+            : `<p>Removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}.</p>`,
+          true,
+        )
       break
     }
   }

@@ -3,13 +3,16 @@ import { backup } from '../commands/backup.js'
 import { check } from '../commands/check.js'
 import { init } from '../commands/init.js'
 import { generateKeys } from '../commands/keys.js'
+import { prune } from '../commands/prune.js'
 import { restore } from '../commands/restore.js'
 import { listSnapshots } from '../commands/snapshots.js'
+import { unlock } from '../commands/unlock.js'
 import { loadConfig } from '../config/config.js'
 import { ConfigError, describeSystemError, errorMessage, KluisError } from '../core/errors.js'
 import { formatBytes, formatDuration, formatTime, textTable } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { parseTimestamp } from '../core/time.js'
+import { parseDuration } from '../retention/policy.js'
 
 export interface CliIO {
   stdout: (text: string) => void
@@ -27,7 +30,12 @@ Commands:
                                               restore into a folder, or one database source into
                                               postgres://USER@HOST:PORT/DB or mysql://… (created
                                               when missing; password in PGPASSWORD, not argv)
-  check [--read-data --key FILE] [--json]     verify the repository
+  check [--read-data | --read-data-subset 10%] [--key FILE] [--max-age 24h] [--json]
+                                              verify the repository, the storage's posture, key
+                                              ages, and that every source has a recent snapshot
+  prune [--dry-run] [--json]                  remove what the retention policy does not keep
+  unlock [--stale-only]                       remove locks (by default all: make sure no kluis
+                                              runs on the repository)
 
 Common options:
   --config FILE   configuration file (default: kluis.yml)
@@ -55,6 +63,10 @@ const options = {
   name: { type: 'string' },
   host: { type: 'string' },
   time: { type: 'string' },
+  'dry-run': { type: 'boolean', default: false },
+  'read-data-subset': { type: 'string' },
+  'max-age': { type: 'string' },
+  'stale-only': { type: 'boolean', default: false },
 } as const
 
 type Values = ReturnType<
@@ -190,11 +202,17 @@ async function runCommand(
       )
     }
     case 'check': {
-      if (values.key && !values['read-data'])
-        throw new ConfigError('--key is only used with --read-data')
+      const subset = values['read-data-subset']
+      const readData = values['read-data'] || subset !== undefined
+      if (values.key && !readData) throw new ConfigError('--key is only used with --read-data')
       const result = await check(
         config,
-        { readData: values['read-data'], ...(values.key ? { keyPaths: values.key } : {}) },
+        {
+          readData,
+          ...(subset !== undefined ? { readDataSubset: parseFraction(subset) } : {}),
+          ...(values['max-age'] ? { maxAge: parseDuration(values['max-age']) } : {}),
+          ...(values.key ? { keyPaths: values.key } : {}),
+        },
         reporter,
         env,
       )
@@ -202,7 +220,7 @@ async function runCommand(
         [
           ...result.problems.map((p) => `error: ${p}`),
           `${result.snapshots} snapshot(s), ${result.chunksReferenced} chunk(s) referenced` +
-            (values['read-data'] ? `, ${result.chunksRead} read and verified` : ''),
+            (readData ? `, ${result.chunksRead} read and verified` : ''),
           result.problems.length === 0
             ? 'no problems found'
             : `${result.problems.length} problem(s) found`,
@@ -211,9 +229,50 @@ async function runCommand(
       if (result.problems.length > 0) throw new CheckFailed(result.problems.length)
       return
     }
+    case 'prune': {
+      const result = await prune(config, { dryRun: values['dry-run'] }, reporter, env)
+      return print(result, () => {
+        const rows = result.decisions.map((d) => [
+          d.id.slice(0, 8),
+          formatTime(d.time),
+          d.keep ? 'keep' : 'remove',
+          d.keep ? d.reasons.join('; ') : 'not kept by any rule',
+        ])
+        const done = result.dryRun
+          ? `dry run: ${result.removedSnapshots} snapshot(s) would be removed; nothing was changed`
+          : `removed ${result.removedSnapshots} snapshot(s) and ${result.removedChunks} chunk(s), freeing ${formatBytes(result.freedBytes)}`
+        return [textTable(['Snapshot', 'Time', 'Decision', 'Why'], rows), '', done].join('\n')
+      })
+    }
+    case 'unlock': {
+      const removed = await unlock(config, { staleOnly: values['stale-only'] }, reporter, env)
+      return print(removed, () =>
+        removed.length === 0
+          ? 'no locks to remove'
+          : removed
+              .map(
+                (l) =>
+                  `removed the lock of ${l.command} on ${l.host} (pid ${l.pid}) from ${l.created}`,
+              )
+              .join('\n'),
+      )
+    }
     default:
       throw new ConfigError(`unknown command '${command}'`, 'see `kluis --help`')
   }
+}
+
+/** "10%" (or "0.1") as a fraction in (0, 1]. */
+function parseFraction(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)(%?)$/.exec(text.trim())
+  const value = match ? Number(match[1]) / (match[2] ? 100 : 1) : Number.NaN
+  if (!(value > 0 && value <= 1)) {
+    throw new ConfigError(
+      `--read-data-subset ${text} is not a share of the data`,
+      'give a percentage such as 10% (or a fraction such as 0.1)',
+    )
+  }
+  return value
 }
 
 async function keysCommand(
@@ -249,7 +308,7 @@ async function keysCommand(
 }
 
 async function loadConfigFor(command: string, file: string, env: NodeJS.ProcessEnv) {
-  if (!['init', 'backup', 'snapshots', 'restore', 'check'].includes(command)) {
+  if (!['init', 'backup', 'snapshots', 'restore', 'check', 'prune', 'unlock'].includes(command)) {
     throw new ConfigError(`unknown command '${command}'`, 'see `kluis --help`')
   }
   return loadConfig(file, env)

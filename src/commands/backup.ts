@@ -9,6 +9,7 @@ import {
 } from '../config/config.js'
 import { loadReaderKeys, loadWriterKey } from '../config/key-material.js'
 import { TaskPool } from '../core/concurrency.js'
+import { onInterrupt } from '../core/interrupt.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkSealer } from '../crypto/chunk-cipher.js'
 import type { PrivateKey, PublicKey } from '../crypto/keys.js'
@@ -20,10 +21,12 @@ import {
   type SnapshotIndex,
   type SnapshotManifest,
 } from '../repository/format.js'
+import { RepositoryLock } from '../repository/locks.js'
 import { newSnapshotId, type Repository } from '../repository/repository.js'
 import { driverFor } from '../sources/drivers.js'
 import type { SourceContext } from '../sources/source.js'
 import { openRepository, selectSources, sourceContext } from './common.js'
+import { LOCK_WAIT_MS, lockReports } from './locking.js'
 
 export interface BackupOptions {
   /** Only these sources (all when empty). */
@@ -74,11 +77,37 @@ export async function backup(
   reporter: Reporter,
   env: NodeJS.ProcessEnv,
 ): Promise<BackupResult> {
-  const started = performance.now()
   const sources = selectSources(config.sources, options.sources)
   for (const source of sources) requireSourceSettings(config, source)
   const writer = await loadWriterKey(config, env)
   const repository = await openRepository(config, env)
+  // Shared: backups run side by side; a prune (exclusive) waits until they are done.
+  const lock = await RepositoryLock.acquire(repository.storage, {
+    kind: 'shared',
+    command: 'backup',
+    wait: LOCK_WAIT_MS,
+    ...lockReports(reporter),
+  })
+  const releaseOnInterrupt = onInterrupt(() => lock.release())
+  try {
+    return await backupLocked(config, sources, writer, repository, lock, options, reporter, env)
+  } finally {
+    releaseOnInterrupt()
+    await lock.release()
+  }
+}
+
+async function backupLocked(
+  config: KluisConfig,
+  sources: SourceConfig[],
+  writer: PrivateKey,
+  repository: Repository,
+  lock: RepositoryLock,
+  options: BackupOptions,
+  reporter: Reporter,
+  env: NodeJS.ProcessEnv,
+): Promise<BackupResult> {
+  const started = performance.now()
   const id = newSnapshotId()
   const time = (options.time ?? new Date()).toISOString()
   const host = options.host ?? hostname()
@@ -121,6 +150,8 @@ export async function backup(
     results.push(saved.result)
   }
 
+  // A lock lost (expired, removed by unlock) means a prune may have deleted chunks we reuse.
+  lock.assertHeld()
   const index = await repository.writeSnapshot(
     { kluis: 'snapshot-index', version: 1, id, time, host, sources: indexSources },
     [...groups].map(([group, { readers, dedupKey, manifestSources }]) => ({

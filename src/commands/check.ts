@@ -1,9 +1,16 @@
+import { randomInt } from 'node:crypto'
 import type { KluisConfig } from '../config/config.js'
-import { loadReaderPrivateKeys, loadWriterPublicKey } from '../config/key-material.js'
+import {
+  loadReaderKeys,
+  loadReaderPrivateKeys,
+  loadWriterPublicKey,
+} from '../config/key-material.js'
 import { mapOrdered } from '../core/concurrency.js'
 import { IntegrityError, KeyError, StorageError } from '../core/errors.js'
+import { formatDuration } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkOpener } from '../crypto/chunk-cipher.js'
+import { fingerprintOf, type PublicKey } from '../crypto/keys.js'
 import { decodeChunk } from '../repository/chunk-codec.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import type { Repository } from '../repository/repository.js'
@@ -12,6 +19,12 @@ import { openRepository } from './common.js'
 export interface CheckOptions {
   /** Decrypt every referenced chunk and verify its HMAC (needs a reader key). */
   readData: boolean
+  /** Read only this fraction (0–1] of the referenced chunks, chosen at random. */
+  readDataSubset?: number
+  /** Fail when a source's newest snapshot is older than this (ms): the RPO. */
+  maxAge?: number
+  /** The clock (tests); default now. */
+  now?: Date
   /** Reader private key files; without any, KLUIS_READER_KEY. */
   keyPaths?: string[]
 }
@@ -24,10 +37,13 @@ export interface CheckResult {
   /** One line per bad object; empty when the repository is sound. */
   problems: string[]
   /**
-   * What an auditor should know about the storage (versioning off, no object lock, or one
-   * shorter than the retention window): reported, but not a failure.
+   * What an auditor should know, reported but not a failure: the storage's posture
+   * (versioning off, no object lock or one shorter than the retention window) and keys
+   * older than objectives.key-max-age.
    */
-  posture: string[]
+  warnings: string[]
+  /** Hours since the newest snapshot of the source backed up longest ago; undefined without snapshots. */
+  newestSnapshotAgeHours: number | undefined
 }
 
 /**
@@ -109,8 +125,9 @@ export async function check(
       }
     }
     const opener = new ChunkOpener(readerKeys)
-    const toRead = [...referenced].filter(
-      ([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group),
+    const toRead = subset(
+      [...referenced].filter(([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)),
+      options.readDataSubset ?? 1,
     )
     const results = mapOrdered(toRead, READ_CONCURRENCY, ([id, chunk]) =>
       readChunk(repository, opener, id, chunk.size, dedupKeys.get(chunk.group) as Buffer).then(
@@ -124,8 +141,25 @@ export async function check(
     }
   }
 
-  const posture = await repository.storage.posture(RETENTION_DAYS)
-  for (const warning of posture) reporter.warn(`storage: ${warning}`)
+  const now = options.now ?? new Date()
+  const maxAge = options.maxAge ?? config.objectives.rpo
+  const ages = sourceAges(config, indexes, now)
+  if (maxAge !== undefined) {
+    for (const { source, age } of ages) {
+      if (age === undefined) problems.push(`source ${source}: no valid snapshot at all`)
+      else if (age > maxAge) {
+        problems.push(
+          `source ${source}: the newest snapshot is ${formatDuration(age / 1000)} old, older than ${formatDuration(maxAge / 1000)} (RPO)`,
+        )
+      }
+    }
+  }
+  const warnings = [
+    ...(await repository.storage.posture(RETENTION_DAYS)).map((warning) => `storage: ${warning}`),
+    ...(await keyAgeWarnings(config, now)),
+  ]
+  for (const warning of warnings) reporter.warn(warning)
+  const known = ages.flatMap(({ age }) => (age === undefined ? [] : [age]))
   const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
   if (unreferencedChunks > 0) {
     reporter.info(
@@ -138,7 +172,8 @@ export async function check(
     chunksRead,
     unreferencedChunks,
     problems,
-    posture,
+    warnings,
+    newestSnapshotAgeHours: known.length > 0 ? Math.max(...known) / 3_600_000 : undefined,
   }
 }
 
@@ -156,4 +191,60 @@ async function readChunk(
       throw new IntegrityError(objectNames.chunk(id), error.message)
     throw error
   }
+}
+
+/** A random `fraction` of the items (at least one when there are any): --read-data-subset. */
+function subset<T>(items: T[], fraction: number): T[] {
+  if (fraction >= 1) return items
+  const shuffled = [...items]
+  for (let i = shuffled.length - 1; i > 0; i--) {
+    const j = randomInt(i + 1)
+    ;[shuffled[i], shuffled[j]] = [shuffled[j] as T, shuffled[i] as T]
+  }
+  return shuffled.slice(0, Math.max(1, Math.ceil(items.length * fraction)))
+}
+
+/** Per configured (or backed-up) source: how old its newest signed snapshot is. */
+function sourceAges(
+  config: KluisConfig,
+  indexes: SnapshotIndex[],
+  now: Date,
+): Array<{ source: string; age: number | undefined }> {
+  const names = new Set([
+    ...config.sources.map((s) => s.name),
+    ...indexes.flatMap((i) => i.sources.map((s) => s.name)),
+  ])
+  return [...names].sort().map((source) => {
+    const times = indexes
+      .filter((index) => index.sources.some((s) => s.name === source))
+      .map((index) => Date.parse(index.time))
+    return { source, age: times.length > 0 ? now.getTime() - Math.max(...times) : undefined }
+  })
+}
+
+/** Keys older than objectives.key-max-age, named so the operator knows which to rotate. */
+async function keyAgeWarnings(config: KluisConfig, now: Date): Promise<string[]> {
+  const maxAge = config.objectives.keyMaxAge
+  if (maxAge === undefined) return []
+  const keys: Array<{ role: string; key: PublicKey }> = [
+    { role: 'writer', key: await loadWriterPublicKey(config) },
+  ]
+  for (const group of config.keys.readers.keys()) {
+    for (const key of await loadReaderKeys(config, group))
+      keys.push({ role: `reader (${group})`, key })
+  }
+  const seen = new Set<string>()
+  const warnings: string[] = []
+  for (const { role, key } of keys) {
+    const fingerprint = fingerprintOf(key)
+    if (seen.has(fingerprint)) continue
+    seen.add(fingerprint)
+    const age = now.getTime() - key.getCreationTime().getTime()
+    if (age > maxAge) {
+      warnings.push(
+        `the ${role} key ${fingerprint} is ${Math.floor(age / 86_400_000)} days old, older than objectives.key-max-age (${Math.floor(maxAge / 86_400_000)} days): rotate it`,
+      )
+    }
+  }
+  return warnings
 }

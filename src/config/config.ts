@@ -3,6 +3,7 @@ import { dirname, resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
 import { ConfigError } from '../core/errors.js'
+import { parseDuration, type RetentionPolicy } from '../retention/policy.js'
 import type { StorageSettings } from '../storage/storage.js'
 
 /**
@@ -23,12 +24,30 @@ const group = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]*$/, 'use lowercase letters, digits, "_" and "-"')
 
+const keepCount = z.number().int().positive()
+
+/** restic's forget rules; per source it replaces the global policy. */
+const retentionSchema = z.strictObject({
+  'keep-last': keepCount.optional(),
+  'keep-hourly': keepCount.optional(),
+  'keep-daily': keepCount.optional(),
+  'keep-weekly': keepCount.optional(),
+  'keep-monthly': keepCount.optional(),
+  'keep-yearly': keepCount.optional(),
+  /** A duration such as 7d or 1y6m: every snapshot that recent is kept. */
+  'keep-within': z.string().min(1).optional(),
+  /** IANA time zone of the calendar (days, months); default UTC. */
+  timezone: z.string().min(1).optional(),
+})
+type RawRetention = z.infer<typeof retentionSchema>
+
 const sourceSchema = z.discriminatedUnion('type', [
   z.strictObject({
     name: sourceName,
     type: z.literal('sqlite'),
     path: z.string().min(1),
     group: group.optional(),
+    retention: retentionSchema.optional(),
   }),
   z.strictObject({
     name: sourceName,
@@ -36,6 +55,7 @@ const sourceSchema = z.discriminatedUnion('type', [
     path: z.string().min(1),
     exclude: z.array(z.string()).default([]),
     group: group.optional(),
+    retention: retentionSchema.optional(),
   }),
   z.strictObject({
     name: sourceName,
@@ -47,6 +67,7 @@ const sourceSchema = z.discriminatedUnion('type', [
     /** Also roles and tablespaces (pg_dumpall --globals-only). */
     globals: z.boolean().default(false),
     group: group.optional(),
+    retention: retentionSchema.optional(),
   }),
   z.strictObject({
     name: sourceName,
@@ -63,12 +84,14 @@ const sourceSchema = z.discriminatedUnion('type', [
     /** For https remotes; sent per command through git's environment, never stored. */
     token: z.string().optional(),
     group: group.optional(),
+    retention: retentionSchema.optional(),
   }),
   z.strictObject({
     name: sourceName,
     type: z.literal('mysql'),
     url: z.string(),
     group: group.optional(),
+    retention: retentionSchema.optional(),
   }),
 ])
 
@@ -82,6 +105,15 @@ const configSchema = z.strictObject({
   }),
   sources: z.array(sourceSchema).min(1, 'configure at least one source'),
   compression: z.strictObject({ level: z.number().int().min(1).max(19) }).optional(),
+  retention: retentionSchema.optional(),
+  /** What the backups must achieve: check reports what misses it. */
+  objectives: z
+    .strictObject({
+      rpo: z.string().min(1).optional(),
+      rto: z.string().min(1).optional(),
+      'key-max-age': z.string().min(1).optional(),
+    })
+    .optional(),
   storage: z
     .strictObject({
       endpoint: z.url({ protocol: /^https?$/ }).optional(),
@@ -118,6 +150,10 @@ export interface KluisConfig {
   sources: SourceConfig[]
   compressionLevel: number
   storage: StorageSettings
+  /** The global retention policy (sources may have their own). */
+  retention: RetentionPolicy
+  /** Milliseconds; undefined when not set. */
+  objectives: { rpo?: number; rto?: number; keyMaxAge?: number }
   /** Config paths whose `${VAR}` was unset, with the variable's name. */
   unset: Map<string, string>
 }
@@ -201,7 +237,63 @@ export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv):
     sources: config.sources,
     compressionLevel: config.compression?.level ?? 3,
     storage: storageSettings(config.storage),
+    retention: retentionPolicy(config.retention, `${path}: retention`),
+    objectives: objectives(config.objectives, path),
     unset,
+  }
+}
+
+/** The policy for a source: its own when it has one, else the global one. */
+export function retentionFor(
+  config: KluisConfig,
+  source: SourceConfig | undefined,
+): RetentionPolicy {
+  if (source?.retention) {
+    return retentionPolicy(source.retention, `${config.file}: source '${source.name}' retention`)
+  }
+  return config.retention
+}
+
+function retentionPolicy(raw: RawRetention | undefined, where: string): RetentionPolicy {
+  if (!raw) return {}
+  const policy: RetentionPolicy = {}
+  if (raw['keep-last']) policy.keepLast = raw['keep-last']
+  if (raw['keep-hourly']) policy.keepHourly = raw['keep-hourly']
+  if (raw['keep-daily']) policy.keepDaily = raw['keep-daily']
+  if (raw['keep-weekly']) policy.keepWeekly = raw['keep-weekly']
+  if (raw['keep-monthly']) policy.keepMonthly = raw['keep-monthly']
+  if (raw['keep-yearly']) policy.keepYearly = raw['keep-yearly']
+  if (raw['keep-within']) {
+    // Checked here, kept as text: months and years then follow the calendar, and the reason
+    // shows what the user wrote.
+    duration(raw['keep-within'], `${where}.keep-within`)
+    policy.keepWithin = raw['keep-within']
+  }
+  if (raw.timezone) policy.timezone = raw.timezone
+  return policy
+}
+
+function objectives(
+  raw: z.infer<typeof configSchema>['objectives'],
+  path: string,
+): KluisConfig['objectives'] {
+  const result: KluisConfig['objectives'] = {}
+  if (raw?.rpo) result.rpo = duration(raw.rpo, `${path}: objectives.rpo`)
+  if (raw?.rto) result.rto = duration(raw.rto, `${path}: objectives.rto`)
+  if (raw?.['key-max-age']) {
+    result.keyMaxAge = duration(raw['key-max-age'], `${path}: objectives.key-max-age`)
+  }
+  return result
+}
+
+/** A duration setting; the error names the setting. */
+function duration(text: string, where: string): number {
+  try {
+    return parseDuration(text)
+  } catch (error) {
+    if (error instanceof ConfigError)
+      throw new ConfigError(`${where}: ${error.message}`, error.hint)
+    throw error
   }
 }
 

@@ -13,8 +13,15 @@ export function formatBytes(bytes: number): string {
 
 export function formatDuration(seconds: number): string {
   if (seconds < 60) return `${seconds.toFixed(seconds < 10 ? 2 : 1)}s`
-  const minutes = Math.floor(seconds / 60)
-  return `${minutes}m${Math.round(seconds - minutes * 60)}s`
+  if (seconds < 3600) {
+    const minutes = Math.floor(seconds / 60)
+    return `${minutes}m${Math.round(seconds - minutes * 60)}s`
+  }
+  // Ages of snapshots and keys: hours and days, no seconds.
+  const hours = Math.floor(seconds / 3600)
+  if (hours < 48) return `${hours}h${Math.floor((seconds - hours * 3600) / 60)}m`
+  const days = Math.floor(hours / 24)
+  return `${days}d${hours - days * 24}h`
 }
 
 /** "2026-11-25T14:03:07.123Z" → "2026-11-25 14:03:07" (UTC). */

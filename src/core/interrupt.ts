@@ -8,6 +8,18 @@ import { rm } from 'node:fs/promises'
  */
 const temporaryPaths = new Set<string>()
 
+/** Work to finish on interrupt that needs I/O (releasing a repository lock), given a few seconds. */
+const asyncCleanups = new Set<() => Promise<void>>()
+
+/** Runs `cleanup` on interrupt until the returned function is called. */
+export function onInterrupt(cleanup: () => Promise<void>): () => void {
+  asyncCleanups.add(cleanup)
+  return () => asyncCleanups.delete(cleanup)
+}
+
+/** How long an interrupted kluis waits for its async cleanups (a lock release) before exiting. */
+const ASYNC_CLEANUP_MS = 5000
+
 /** Child processes (dump and restore tools) to stop on interrupt, so none outlives kluis. */
 const childProcesses = new Set<{ kill(signal: NodeJS.Signals): boolean }>()
 
@@ -64,10 +76,15 @@ export function exitCleanlyOnSignals(say: (message: string) => void): void {
   ] as const) {
     process.once(signal, () => {
       cleanUpAfterInterrupt()
-      say(
-        `kluis: interrupted by ${signal}; temporary files were removed (an unfinished backup leaves no snapshot)`,
-      )
-      process.exit(code)
+      const pending = [...asyncCleanups].map((cleanup) => cleanup().catch(() => undefined))
+      asyncCleanups.clear()
+      const timeout = new Promise((resolve) => setTimeout(resolve, ASYNC_CLEANUP_MS).unref())
+      void Promise.race([Promise.all(pending), timeout]).then(() => {
+        say(
+          `kluis: interrupted by ${signal}; temporary files were removed (an unfinished backup leaves no snapshot)`,
+        )
+        process.exit(code)
+      })
     })
   }
 }
