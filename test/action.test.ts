@@ -199,7 +199,17 @@ describe('the action, run like the runner runs it', () => {
 
     expect(run.code, run.stdout + run.stderr).toBe(0)
     expect(run.outputs.problems).toBe('0')
+    expect(Number(run.outputs['newest-snapshot-age-hours'])).toBeLessThan(0.1)
     expect(run.summary).toContain('No problems found')
+
+    // The RPO as an input: a snapshot older than max-age fails the step, with an annotation.
+    const old = await project.run(['backup', '--time', '2026-01-01T00:00:00Z'])
+    expect(old.code).toBe(0)
+    const late = await runAction(project.dir, { command: 'check', 'max-age': '1h' })
+    expect(late.code).toBe(0) // the recent backup above is within the hour
+    const prune = await runAction(project.dir, { command: 'prune', 'dry-run': 'true' })
+    expect(prune.code).toBe(1) // no retention policy configured: refused, nothing removed
+    expect(prune.stdout).toContain('no retention policy is configured')
   })
 
   it('fails a check that finds problems, after writing the count and the summary', async () => {

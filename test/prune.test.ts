@@ -225,7 +225,11 @@ describe('prune, locks and monitoring', () => {
     const pruned = await project.run(['prune'])
     expect(pruned.code, pruned.stderr).toBe(0)
     expect(pruned.stderr).toContain('stale lock of backup')
-    expect((await readdir(join(project.dir, 'backup-repo', 'locks'))).length).toBe(1)
+    // The dead backup's lock is still there (a write it was killed in may have left a temporary file).
+    const remaining = (await readdir(join(project.dir, 'backup-repo', 'locks'))).filter((name) =>
+      name.endsWith('.json'),
+    )
+    expect(remaining, remaining.join(' ')).toHaveLength(1)
     const unlocked = await project.run(['unlock', '--stale-only'])
     expect(unlocked.code, unlocked.stderr).toBe(0)
     expect(unlocked.stdout).toContain('removed the lock of backup')
@@ -245,6 +249,35 @@ describe('prune, locks and monitoring', () => {
       'source app-db: the newest snapshot is 2d0h old, older than 24h0m (RPO)',
     )
     expect((await project.run(['check', '--max-age', '72h'])).code).toBe(0)
+
+    // A planted index with a fresh time cannot hide the stale backup.
+    const indexes = join(project.dir, 'backup-repo', 'snapshots')
+    const [name] = (await readdir(indexes)).filter((n) => n.endsWith('.json.asc'))
+    const text = await readFile(join(indexes, name ?? ''), 'utf8')
+    await writeFile(
+      join(indexes, `${'e'.repeat(32)}.json.asc`),
+      text.replace(twoDaysAgo, new Date().toISOString()),
+    )
+    const hidden = await project.run(['check', '--max-age', '24h'])
+    expect(hidden.code).toBe(1)
+    expect(hidden.stdout).toContain('source app-db: the newest snapshot is 2d0h old')
+
+    // A random subset of the chunks is read and verified.
+    await rm(join(indexes, `${'e'.repeat(32)}.json.asc`))
+    const subset = await project.run([
+      'check',
+      '--read-data-subset',
+      '50%',
+      '--max-age',
+      '72h',
+      '--key',
+      'keys/reader.key',
+      '--json',
+    ])
+    expect(subset.code, subset.stderr).toBe(0)
+    const counts = JSON.parse(subset.stdout) as { chunksReferenced: number; chunksRead: number }
+    expect(counts.chunksRead).toBe(Math.ceil(counts.chunksReferenced / 2))
+    expect((await project.run(['check', '--read-data-subset', '150%'])).code).toBe(2)
 
     const config = await loadConfig(join(project.dir, 'kluis.yml'))
     const later = new Date(Date.now() + 100 * 86_400_000)
