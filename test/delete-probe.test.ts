@@ -22,7 +22,7 @@ describe('the delete-rights probe', () => {
     const deletable = await storage()
     const warnings = await deleteRightsWarning(deletable)
     expect(warnings).toEqual([expect.stringContaining('the credentials may delete objects')])
-    expect(await readdir(join(deletable.location, 'locks'))).toEqual([])
+    expect(await readdir(join(deletable.location, 'probes'))).toEqual([])
   })
 
   it('says nothing when deleting is refused', async () => {

@@ -164,7 +164,7 @@ describe('s3 storage on s3rver', () => {
       expect.stringMatching(/^the credentials may delete objects in s3:\/\/kluis-\d+/),
     ])
     let probes = 0
-    for await (const _ of storage.list('locks/')) probes++
+    for await (const _ of storage.list('probes/')) probes++
     expect(probes).toBe(0)
   })
 })

@@ -5,10 +5,11 @@ import type { StorageBackend } from './storage.js'
  * Whether these credentials may delete objects, found by trying it on a probe object: a CI key
  * that can delete lets whoever steals it remove the backups. Asking the service what a key may
  * do needs IAM rights of its own; trying is the one answer every service gives. A probe that
- * cannot be deleted stays behind: a few bytes under locks/.
+ * cannot be deleted stays behind: a few bytes under probes/ (not locks/, where it would look
+ * like a broken lock to every backup).
  */
 export async function deleteRightsWarning(storage: StorageBackend): Promise<string[]> {
-  const probe = `locks/kluis-delete-probe-${randomBytes(8).toString('hex')}`
+  const probe = `probes/delete-${randomBytes(8).toString('hex')}`
   try {
     await storage.putIfAbsent(probe, Buffer.from('kluis check: may these credentials delete?\n'))
   } catch {
