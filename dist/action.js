@@ -14,7 +14,7 @@ import {
   parseTimestamp,
   prune,
   restore
-} from "./chunks/chunk-5BNWQ7XV.js";
+} from "./chunks/chunk-4NRJVWJS.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,

@@ -20,7 +20,7 @@ import {
   removeLocks,
   restore,
   textTable
-} from "./chunks/chunk-5BNWQ7XV.js";
+} from "./chunks/chunk-4NRJVWJS.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,

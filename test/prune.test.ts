@@ -159,6 +159,27 @@ describe('prune, locks and monitoring', () => {
     expect(restored.code, restored.stderr).toBe(0)
   })
 
+  it('keeps the chunks a damaged index names: it may be repaired, so prune deletes none of them', async () => {
+    project = await createProject({ config: withRetention('{ keep-last: 1 }') })
+    expect((await project.run(['init'])).code).toBe(0)
+    await backupAt('2026-11-20T06:00:00Z')
+    await backupAt('2026-11-21T06:00:00Z')
+    const [older] = await snapshots()
+    const indexPath = join(project.dir, 'backup-repo', 'snapshots', `${older?.id}.json.asc`)
+    const damaged = (await readFile(indexPath, 'utf8')).replace('"host": "', '"host": "x')
+    await rm(indexPath)
+    await writeFile(indexPath, damaged)
+    const countChunks = async () =>
+      (await readdir(join(project.dir, 'backup-repo', 'chunks'), { recursive: true })).filter(
+        (name) => /[0-9a-f]{64}$/.test(name),
+      ).length
+    const before = await countChunks()
+    const pruned = await project.run(['prune', '--json'])
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(pruned.stderr).toContain(`snapshots/${older?.id}.json.asc`)
+    expect(await countChunks()).toBe(before)
+  })
+
   it('runs safely next to backups in other processes, in both orders', async () => {
     project = await createProject({ config: withRetention('{ keep-last: 2 }') })
     expect((await project.run(['init'])).code).toBe(0)

@@ -71,12 +71,14 @@ export async function prune(
   try {
     const indexes: SnapshotIndex[] = []
     const ignored: string[] = []
+    const unverified: string[] = []
     for (const id of await repository.listSnapshotIds()) {
       try {
         indexes.push(await repository.readIndex(id, writer))
       } catch (error) {
         if (!(error instanceof IntegrityError)) throw error
         ignored.push(error.message)
+        unverified.push(id)
         reporter.warn(`ignored: ${error.message}`)
       }
     }
@@ -101,7 +103,12 @@ export async function prune(
         await repository.storage.delete(objectNames.manifest(index.id, group))
       }
     }
+    // An index that fails verification decides nothing, but a damaged genuine one may still
+    // be repaired: the chunks it names are kept (a planted one only pins some storage).
     const referenced = new Set<string>()
+    for (const id of unverified) {
+      for (const chunk of await repository.unverifiedChunkIds(id)) referenced.add(chunk)
+    }
     for (const index of indexes) {
       if (removed.some((d) => d.id === index.id)) continue
       for (const source of index.sources) {

@@ -239,6 +239,28 @@ export class Repository {
   }
 
   /**
+   * The chunk ids an index names, read WITHOUT verifying it: for prune, which must not delete
+   * what a damaged but genuine index still needs. Empty when the text is not an index at all.
+   */
+  async unverifiedChunkIds(id: string): Promise<string[]> {
+    const text = (
+      await this.storage.get(objectNames.index(id)).catch(() => Buffer.alloc(0))
+    ).toString('utf8')
+    const start = text.indexOf('{')
+    const end = text.lastIndexOf('}')
+    if (start < 0 || end < start) return []
+    try {
+      const parsed = snapshotIndexSchema.safeParse(JSON.parse(text.slice(start, end + 1)))
+      if (!parsed.success) return []
+      return parsed.data.sources.flatMap((s) =>
+        s.streams.flatMap((st) => st.chunks.map(([c]) => c)),
+      )
+    } catch {
+      return []
+    }
+  }
+
+  /**
    * Every snapshot whose index carries a valid writer signature, oldest first. Objects that
    * fail are reported and left out, so nothing planted in storage is ever listed.
    */
