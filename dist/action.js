@@ -14,7 +14,7 @@ import {
   parseTimestamp,
   prune,
   restore
-} from "./chunks/chunk-4NRJVWJS.js";
+} from "./chunks/chunk-ZHAF2A6S.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,

@@ -1,5 +1,10 @@
 import { createRequire as __kluisCreateRequire } from 'node:module'; const require = __kluisCreateRequire(import.meta.url);
 import {
+  CONNECTION_HINT,
+  ChunkOpener,
+  MysqlSession,
+  PSQL_SCRIPT_OPTIONS,
+  PsqlSession,
   Repository,
   backup,
   check,
@@ -12,18 +17,35 @@ import {
   listSnapshots,
   loadConfig,
   loadReaderKeys,
+  loadReaderPrivateKeys,
   loadWriterKey,
+  loadWriterPublicKey,
+  mysqlTools,
+  onInterrupt,
   openConfiguredStorage,
+  openRepository,
+  openSource,
+  parseDatabaseUrl,
   parseDuration,
   parseTimestamp,
+  postgresTool,
   prune,
   removeLocks,
   restore,
-  textTable
-} from "./chunks/chunk-4NRJVWJS.js";
+  restoreTestUrl,
+  safeFileName,
+  selectSnapshot,
+  sourceContext,
+  sqlIdentifier,
+  sqlIdentifier2,
+  temporaryDirectory,
+  textTable,
+  toolEnvironment
+} from "./chunks/chunk-ZHAF2A6S.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
+  IntegrityError,
   KluisError,
   RefusedError,
   describeSystemError,
@@ -122,6 +144,281 @@ async function generateKeys(options2) {
   };
 }
 
+// src/commands/restore-test.ts
+import { randomBytes, randomInt } from "node:crypto";
+import { mkdir as mkdir2, writeFile } from "node:fs/promises";
+import { join as join2, resolve } from "node:path";
+var SCRATCH_DATABASE_PREFIX = "kluis_restore_test_";
+async function restoreTest(config, options2, reporter, env) {
+  const writer = await loadWriterPublicKey(config);
+  const readerKeys = await loadReaderPrivateKeys(options2.keyPaths ?? [], env);
+  const repository = await openRepository(config, env);
+  const choice = {
+    ...options2.snapshot ? { snapshot: options2.snapshot } : {},
+    ...options2.at ? { at: options2.at } : {}
+  };
+  const chosen = await selectSnapshot(repository, writer, choice);
+  const failures = [];
+  const indexes = await signedIndexes(repository, writer, failures);
+  const run = {
+    config,
+    repository,
+    opener: new ChunkOpener(readerKeys),
+    readerKeys,
+    writer,
+    context: sourceContext(config, reporter, env)
+  };
+  const sources = [];
+  for (const source of chosen.sources) sources.push(await testSource(run, chosen, source));
+  const rtoSeconds = sources.reduce((sum, s) => sum + s.seconds, 0);
+  let older;
+  if (options2.alsoRandomOlder) {
+    const candidates = indexes.filter(
+      (index) => index.id !== chosen.id && (index.time < chosen.time || index.time === chosen.time && index.id < chosen.id)
+    );
+    older = candidates.length > 0 ? candidates[randomInt(candidates.length)] : void 0;
+    if (older) {
+      reporter.info(`also testing the older snapshot ${older.id.slice(0, 8)} of ${older.time}`);
+      for (const source of older.sources) sources.push(await testSource(run, older, source));
+    } else {
+      reporter.info("there is no older signed snapshot to test");
+    }
+  }
+  for (const source of sources) {
+    if (!source.passed) {
+      failures.push(
+        `source ${source.name} (snapshot ${source.snapshot.slice(0, 8)}): ${source.detail}`
+      );
+    }
+  }
+  const now = options2.now ?? /* @__PURE__ */ new Date();
+  const ages = sourceAges(config, indexes, now);
+  const { rto, rpo } = config.objectives;
+  if (rto !== void 0 && rtoSeconds * 1e3 > rto) {
+    failures.push(
+      `the restore took ${formatDuration(rtoSeconds)}, longer than ${formatDuration(rto / 1e3)} (RTO, objectives.rto)`
+    );
+  }
+  if (rpo !== void 0) {
+    for (const { source, age } of ages) {
+      if (age === void 0) failures.push(`source ${source}: no signed snapshot at all (RPO)`);
+      else if (age > rpo) {
+        failures.push(
+          `source ${source}: the newest snapshot is ${formatDuration(age / 1e3)} old, older than ${formatDuration(rpo / 1e3)} (RPO, objectives.rpo)`
+        );
+      }
+    }
+  }
+  if (sources.length === 0) failures.push(`snapshot ${chosen.id.slice(0, 8)} holds no source`);
+  const known = ages.flatMap(({ age }) => age === void 0 ? [] : [age]);
+  const result = {
+    snapshot: { id: chosen.id, time: chosen.time },
+    ...older ? { older: { id: older.id, time: older.time } } : {},
+    sources,
+    rtoSeconds,
+    rpoHours: known.length > 0 ? Math.max(...known) / 36e5 : void 0,
+    objectives: {
+      ...rto !== void 0 ? { rto: rto / 1e3 } : {},
+      ...rpo !== void 0 ? { rpo: rpo / 36e5 } : {}
+    },
+    failures,
+    passed: failures.length === 0
+  };
+  if (options2.reportFile) {
+    await writeFile(resolve(options2.reportFile), `${JSON.stringify(result, null, 2)}
+`);
+  }
+  return result;
+}
+async function signedIndexes(repository, writer, failures) {
+  const indexes = [];
+  for (const id of await repository.listSnapshotIds()) {
+    try {
+      indexes.push(await repository.readIndex(id, writer));
+    } catch (error) {
+      if (error instanceof IntegrityError) failures.push(error.message);
+      else throw error;
+    }
+  }
+  return indexes;
+}
+async function testSource(run, index, source) {
+  const { reporter } = run.context;
+  reporter.info(
+    `restore-testing ${source.type} source '${source.name}' of snapshot ${index.id.slice(0, 8)}`
+  );
+  const started = performance.now();
+  const cleanups = [];
+  let seconds = 0;
+  let outcome;
+  try {
+    const detail = await restoreIntoScratch(run, index, source, cleanups);
+    seconds = (performance.now() - started) / 1e3;
+    outcome = { passed: true, detail };
+  } catch (error) {
+    seconds = (performance.now() - started) / 1e3;
+    outcome = { passed: false, detail: describe(error) };
+  }
+  for (const cleanup of cleanups.reverse()) {
+    try {
+      await cleanup();
+    } catch (error) {
+      const detail = `could not remove the scratch target: ${describe(error)}`;
+      outcome = {
+        passed: false,
+        detail: outcome.passed ? detail : `${outcome.detail}; ${detail}`
+      };
+    }
+  }
+  reporter.info(
+    `  ${source.name}: ${outcome.passed ? "passed" : "FAILED"} in ${formatDuration(seconds)}`
+  );
+  return {
+    name: source.name,
+    type: source.type,
+    snapshot: index.id,
+    seconds,
+    ...outcome
+  };
+}
+function describe(error) {
+  if (error instanceof KluisError) return error.message;
+  const system = describeSystemError(error);
+  if (system) return system.message;
+  return `unexpected error: ${errorMessage(error)}`;
+}
+async function restoreIntoScratch(run, index, source, cleanups) {
+  const manifest = await run.repository.readManifest(
+    index,
+    source.group,
+    run.readerKeys,
+    run.writer
+  );
+  const { driver, streams, facts } = openSource(run.repository, run.opener, index, source, manifest);
+  const configured = run.config.sources.find(
+    (s) => s.name === source.name && s.type === source.type
+  );
+  const context = {
+    ...run.context,
+    restore: {
+      readerKeys: run.readerKeys,
+      writer: run.writer,
+      ...configured ? { source: configured } : {}
+    }
+  };
+  if (driver.server) {
+    const server = driver.server;
+    const scheme = server.scheme;
+    const scratch = parseDatabaseUrl(
+      restoreTestUrl(run.config, scheme),
+      `restore-test.${scheme}-url`,
+      scheme
+    );
+    const descriptions = [];
+    const used = /* @__PURE__ */ new Set();
+    for (const part of databaseParts(source, facts, streams)) {
+      const name = `${SCRATCH_DATABASE_PREFIX}${randomBytes(4).toString("hex")}`;
+      const target = scratch.withDatabase(name);
+      const drop = () => dropScratchDatabase(scheme, scratch, name, context);
+      const forget = onInterrupt(drop);
+      cleanups.push(async () => {
+        forget();
+        await drop();
+      });
+      for (const s of part.streams) used.add(s.name);
+      const summary2 = await server.restore(part.streams, target, part.facts, context, {
+        force: false
+      });
+      descriptions.push(summary2.description);
+    }
+    for (const stream of streams.filter((s) => !used.has(s.name))) await drain(stream);
+    return descriptions.join("; ");
+  }
+  const staged = temporaryDirectory(join2(run.context.temporaryDirectory, "kluis-restore-test-"));
+  cleanups.push(() => staged.remove());
+  const directory = join2(staged.path, safeFileName(source.name, "source"));
+  await mkdir2(directory);
+  const summary = await driver.restore(streams, directory, facts, context);
+  return summary.description;
+}
+function databaseParts(source, facts, streams) {
+  if (source.type !== "postgres") return [{ facts, streams }];
+  const databases = Array.isArray(facts.databases) ? facts.databases : [];
+  if (databases.length === 0) {
+    throw new IntegrityError(
+      `postgres facts in the manifest`,
+      `of source ${source.name} name no database`
+    );
+  }
+  return databases.map((database) => {
+    const streamName = database.stream;
+    const { globals: _globals, ...rest } = facts;
+    return {
+      facts: { ...rest, databases: [database] },
+      streams: streams.filter((s) => s.name === streamName)
+    };
+  });
+}
+async function drain(stream) {
+  for await (const _ of stream.data) {
+  }
+}
+async function dropScratchDatabase(scheme, scratch, name, context) {
+  if (!name.startsWith(SCRATCH_DATABASE_PREFIX)) throw new Error(`refusing to drop ${name}`);
+  const where = `the scratch database ${name} on ${scratch.host}`;
+  if (scheme === "postgres") {
+    const psql = await postgresTool("psql", void 0, context.env, "restore-test");
+    const maintenance = scratch.withDatabase("postgres");
+    const session2 = new PsqlSession({
+      path: psql.path,
+      args: [...PSQL_SCRIPT_OPTIONS, "--no-password", `--dbname=${maintenance.connection.href}`],
+      env: toolEnvironment(context.env, {
+        PGPASSWORD: maintenance.password ?? context.env.PGPASSWORD,
+        PGCONNECT_TIMEOUT: context.env.PGCONNECT_TIMEOUT ?? "30",
+        PGAPPNAME: "kluis"
+      }),
+      label: `psql dropping ${where}`,
+      redact: maintenance.redact,
+      hint: CONNECTION_HINT
+    });
+    try {
+      const major = Math.floor(
+        Number(await session2.json("SELECT current_setting('server_version_num')")) / 1e4
+      );
+      await session2.execute(
+        `DROP DATABASE IF EXISTS ${sqlIdentifier2(name)}${major >= 13 ? " WITH (FORCE)" : ""}`
+      );
+    } finally {
+      await session2.close();
+    }
+    return;
+  }
+  const tools = await mysqlTools(["client"], context.env, "restore-test");
+  const [client] = tools.client;
+  if (!client) throw new Error("mysqlTools returned no client");
+  const session = await MysqlSession.open(scratch, context, "restore-test.mysql-url");
+  try {
+    await session.query(
+      client,
+      `DROP DATABASE IF EXISTS ${sqlIdentifier(name)};
+`,
+      `dropping ${where}`
+    );
+  } finally {
+    await session.close();
+  }
+}
+function sourceAges(config, indexes, now) {
+  const names = /* @__PURE__ */ new Set([
+    ...config.sources.map((s) => s.name),
+    ...indexes.flatMap((i) => i.sources.map((s) => s.name))
+  ]);
+  return [...names].sort().map((source) => {
+    const times = indexes.filter((index) => index.sources.some((s) => s.name === source)).map((index) => Date.parse(index.time));
+    return { source, age: times.length > 0 ? now.getTime() - Math.max(...times) : void 0 };
+  });
+}
+
 // src/commands/unlock.ts
 async function unlock(config, options2, reporter, env) {
   const storage = await openConfiguredStorage(config, env);
@@ -149,6 +446,11 @@ Commands:
                                               restore into a folder, or one database source into
                                               postgres://USER@HOST:PORT/DB or mysql://\u2026 (created
                                               when missing; password in PGPASSWORD, not argv)
+  restore-test [--snapshot ID | --at TIME] [--also-random-older] [--report FILE] [--key FILE] [--json]
+                                              restore every source into a scratch target (a temp
+                                              folder, or a new database on restore-test.postgres-url
+                                              / mysql-url), verify it, remove it, and compare the
+                                              time taken and the snapshots' age with objectives
   check [--read-data | --read-data-subset 10%] [--key FILE] [--max-age 24h] [--json]
                                               verify the repository, the storage's posture, key
                                               ages, and that every source has a recent snapshot
@@ -184,7 +486,9 @@ var options = {
   "dry-run": { type: "boolean", default: false },
   "read-data-subset": { type: "string" },
   "max-age": { type: "string" },
-  "stale-only": { type: "boolean", default: false }
+  "stale-only": { type: "boolean", default: false },
+  "also-random-older": { type: "boolean", default: false },
+  report: { type: "string" }
 };
 async function main(argv, env, io, version) {
   try {
@@ -302,6 +606,41 @@ ${snapshots.length} snapshot(s)`
         ].join("\n")
       );
     }
+    case "restore-test": {
+      if (values.snapshot && values.at) throw new ConfigError("give --snapshot or --at, not both");
+      const result = await restoreTest(
+        config,
+        {
+          alsoRandomOlder: values["also-random-older"],
+          ...values.report ? { reportFile: values.report } : {},
+          ...values.key ? { keyPaths: values.key } : {},
+          ...values.snapshot ? { snapshot: values.snapshot } : {},
+          ...values.at ? { at: parseTime(values.at, "--at") } : {}
+        },
+        reporter,
+        env
+      );
+      print(result, () => {
+        const rows = result.sources.map((s) => [
+          s.name,
+          s.type,
+          s.snapshot.slice(0, 8),
+          formatDuration(s.seconds),
+          s.passed ? "passed" : "FAILED"
+        ]);
+        const objective = (value, show) => value === void 0 ? "" : ` (objective ${show(value)})`;
+        return [
+          textTable(["Source", "Type", "Snapshot", "Time", "Result"], rows),
+          "",
+          `RTO demonstrated: ${formatDuration(result.rtoSeconds)}${objective(result.objectives.rto, formatDuration)}`,
+          `RPO demonstrated: ${result.rpoHours === void 0 ? "unknown" : formatDuration(result.rpoHours * 3600)}${objective(result.objectives.rpo, (hours) => formatDuration(hours * 3600))}`,
+          ...result.failures.map((f) => `error: ${f}`),
+          result.passed ? `restore test of snapshot ${result.snapshot.id.slice(0, 8)} passed` : `restore test failed: ${result.failures.length} failure(s)`
+        ].join("\n");
+      });
+      if (!result.passed) throw new RestoreTestFailed(result.failures.length);
+      return;
+    }
     case "check": {
       const subset = values["read-data-subset"];
       const readData = values["read-data"] || subset !== void 0;
@@ -393,7 +732,17 @@ async function keysCommand(rest, values, env, print) {
   );
 }
 async function loadConfigFor(command, file, env) {
-  if (!["init", "backup", "snapshots", "restore", "check", "prune", "unlock"].includes(command)) {
+  const commands = [
+    "init",
+    "backup",
+    "snapshots",
+    "restore",
+    "restore-test",
+    "check",
+    "prune",
+    "unlock"
+  ];
+  if (!commands.includes(command)) {
     throw new ConfigError(`unknown command '${command}'`, "see `kluis --help`");
   }
   return loadConfig(file, env);
@@ -412,6 +761,12 @@ var CheckFailed = class extends KluisError {
   exitCode = 1;
   constructor(count) {
     super(`check found ${count} problem(s)`);
+  }
+};
+var RestoreTestFailed = class extends KluisError {
+  exitCode = 1;
+  constructor(count) {
+    super(`restore-test found ${count} failure(s)`);
   }
 };
 function cliReporter(io, env) {

@@ -5,6 +5,7 @@ import { init } from '../commands/init.js'
 import { generateKeys } from '../commands/keys.js'
 import { prune } from '../commands/prune.js'
 import { restore } from '../commands/restore.js'
+import { restoreTest } from '../commands/restore-test.js'
 import { listSnapshots } from '../commands/snapshots.js'
 import { unlock } from '../commands/unlock.js'
 import { loadConfig } from '../config/config.js'
@@ -30,6 +31,11 @@ Commands:
                                               restore into a folder, or one database source into
                                               postgres://USER@HOST:PORT/DB or mysql://… (created
                                               when missing; password in PGPASSWORD, not argv)
+  restore-test [--snapshot ID | --at TIME] [--also-random-older] [--report FILE] [--key FILE] [--json]
+                                              restore every source into a scratch target (a temp
+                                              folder, or a new database on restore-test.postgres-url
+                                              / mysql-url), verify it, remove it, and compare the
+                                              time taken and the snapshots' age with objectives
   check [--read-data | --read-data-subset 10%] [--key FILE] [--max-age 24h] [--json]
                                               verify the repository, the storage's posture, key
                                               ages, and that every source has a recent snapshot
@@ -67,6 +73,8 @@ const options = {
   'read-data-subset': { type: 'string' },
   'max-age': { type: 'string' },
   'stale-only': { type: 'boolean', default: false },
+  'also-random-older': { type: 'boolean', default: false },
+  report: { type: 'string' },
 } as const
 
 type Values = ReturnType<
@@ -201,6 +209,46 @@ async function runCommand(
         ].join('\n'),
       )
     }
+    case 'restore-test': {
+      if (values.snapshot && values.at) throw new ConfigError('give --snapshot or --at, not both')
+      const result = await restoreTest(
+        config,
+        {
+          alsoRandomOlder: values['also-random-older'],
+          ...(values.report ? { reportFile: values.report } : {}),
+          ...(values.key ? { keyPaths: values.key } : {}),
+          ...(values.snapshot ? { snapshot: values.snapshot } : {}),
+          ...(values.at ? { at: parseTime(values.at, '--at') } : {}),
+        },
+        reporter,
+        env,
+      )
+      print(result, () => {
+        const rows = result.sources.map((s) => [
+          s.name,
+          s.type,
+          s.snapshot.slice(0, 8),
+          formatDuration(s.seconds),
+          s.passed ? 'passed' : 'FAILED',
+        ])
+        const objective = (value: number | undefined, show: (v: number) => string) =>
+          value === undefined ? '' : ` (objective ${show(value)})`
+        return [
+          textTable(['Source', 'Type', 'Snapshot', 'Time', 'Result'], rows),
+          '',
+          `RTO demonstrated: ${formatDuration(result.rtoSeconds)}${objective(result.objectives.rto, formatDuration)}`,
+          `RPO demonstrated: ${
+            result.rpoHours === undefined ? 'unknown' : formatDuration(result.rpoHours * 3600)
+          }${objective(result.objectives.rpo, (hours) => formatDuration(hours * 3600))}`,
+          ...result.failures.map((f) => `error: ${f}`),
+          result.passed
+            ? `restore test of snapshot ${result.snapshot.id.slice(0, 8)} passed`
+            : `restore test failed: ${result.failures.length} failure(s)`,
+        ].join('\n')
+      })
+      if (!result.passed) throw new RestoreTestFailed(result.failures.length)
+      return
+    }
     case 'check': {
       const subset = values['read-data-subset']
       const readData = values['read-data'] || subset !== undefined
@@ -308,7 +356,17 @@ async function keysCommand(
 }
 
 async function loadConfigFor(command: string, file: string, env: NodeJS.ProcessEnv) {
-  if (!['init', 'backup', 'snapshots', 'restore', 'check', 'prune', 'unlock'].includes(command)) {
+  const commands = [
+    'init',
+    'backup',
+    'snapshots',
+    'restore',
+    'restore-test',
+    'check',
+    'prune',
+    'unlock',
+  ]
+  if (!commands.includes(command)) {
     throw new ConfigError(`unknown command '${command}'`, 'see `kluis --help`')
   }
   return loadConfig(file, env)
@@ -329,6 +387,13 @@ class CheckFailed extends KluisError {
   readonly exitCode = 1
   constructor(count: number) {
     super(`check found ${count} problem(s)`)
+  }
+}
+
+class RestoreTestFailed extends KluisError {
+  readonly exitCode = 1
+  constructor(count: number) {
+    super(`restore-test found ${count} failure(s)`)
   }
 }
 

@@ -117,16 +117,17 @@ export async function restore(
   }
 }
 
-type IndexSource = SnapshotIndex['sources'][number]
+export type IndexSource = SnapshotIndex['sources'][number]
 
-interface OpenedSource {
+export interface OpenedSource {
   driver: SourceDriver
   /** Streams that verify every chunk before yielding it, and the whole stream at its end. */
   streams: SourceStream[]
   facts: Record<string, unknown>
 }
 
-function openSource(
+/** A source of a snapshot, its streams verifying as they are read (also used by restore-test). */
+export function openSource(
   repository: Repository,
   opener: ChunkOpener,
   index: SnapshotIndex,

@@ -114,6 +114,13 @@ const configSchema = z.strictObject({
       'key-max-age': z.string().min(1).optional(),
     })
     .optional(),
+  /** Scratch servers that `kluis restore-test` restores database sources into. */
+  'restore-test': z
+    .strictObject({
+      'postgres-url': z.string().optional(),
+      'mysql-url': z.string().optional(),
+    })
+    .optional(),
   storage: z
     .strictObject({
       endpoint: z.url({ protocol: /^https?$/ }).optional(),
@@ -154,6 +161,8 @@ export interface KluisConfig {
   retention: RetentionPolicy
   /** Milliseconds; undefined when not set. */
   objectives: { rpo?: number; rto?: number; keyMaxAge?: number }
+  /** `restore-test:` scratch servers; read through `restoreTestUrl`, which checks `${VAR}`. */
+  restoreTest: { postgresUrl?: string; mysqlUrl?: string }
   /** Config paths whose `${VAR}` was unset, with the variable's name. */
   unset: Map<string, string>
 }
@@ -162,6 +171,9 @@ export const DEFAULT_GROUP = 'default'
 
 /** Settings whose `${VAR}` may stay unset until the source is backed up. */
 const SOURCE_URL = /^sources\.\d+\.(url|token)$/
+
+/** Scratch server URLs whose `${VAR}` may stay unset until a restore test needs them. */
+const RESTORE_TEST_URL = /^restore-test\.(postgres|mysql)-url$/
 
 export async function loadConfig(
   file: string,
@@ -206,7 +218,9 @@ export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv):
   }
   const config = parsed.data
   for (const [where, variable] of unset) {
-    if (where !== 'keys.writer' && !SOURCE_URL.test(where)) throw unsetVariable(variable, where)
+    if (where !== 'keys.writer' && !SOURCE_URL.test(where) && !RESTORE_TEST_URL.test(where)) {
+      throw unsetVariable(variable, where)
+    }
   }
   const names = new Set<string>()
   for (const source of config.sources) {
@@ -239,6 +253,14 @@ export function parseConfig(text: string, path: string, env: NodeJS.ProcessEnv):
     storage: storageSettings(config.storage),
     retention: retentionPolicy(config.retention, `${path}: retention`),
     objectives: objectives(config.objectives, path),
+    restoreTest: {
+      ...(config['restore-test']?.['postgres-url']
+        ? { postgresUrl: config['restore-test']['postgres-url'] }
+        : {}),
+      ...(config['restore-test']?.['mysql-url']
+        ? { mysqlUrl: config['restore-test']['mysql-url'] }
+        : {}),
+    },
     unset,
   }
 }
@@ -371,6 +393,24 @@ export function requireSourceSettings(config: KluisConfig, source: SourceConfig)
   for (const [where, variable] of config.unset) {
     if (where.startsWith(prefix)) throw unsetVariable(variable, where)
   }
+}
+
+/**
+ * The scratch server URL `kluis restore-test` restores a database source into; an error naming
+ * the setting (and its unset variable) when it is missing.
+ */
+export function restoreTestUrl(config: KluisConfig, scheme: 'postgres' | 'mysql'): string {
+  const where = `restore-test.${scheme}-url`
+  const variable = config.unset.get(where)
+  if (variable) throw unsetVariable(variable, where)
+  const url = scheme === 'postgres' ? config.restoreTest.postgresUrl : config.restoreTest.mysqlUrl
+  if (!url) {
+    throw new ConfigError(
+      `${where} is not set: restore-testing a ${scheme} source needs a scratch server`,
+      `set ${where} in the configuration (e.g. to \${RESTORE_TEST_${scheme === 'postgres' ? 'PG' : 'MYSQL'}_URL}); kluis creates a temporary database on it and drops it afterwards`,
+    )
+  }
+  return url
 }
 
 export function sourceGroup(source: SourceConfig): string {
