@@ -13,8 +13,9 @@ import {
   parseDuration,
   parseTimestamp,
   prune,
-  restore
-} from "./chunks/chunk-ZHAF2A6S.js";
+  restore,
+  restoreTest
+} from "./chunks/chunk-5PQO4XNS.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,
@@ -19660,6 +19661,8 @@ function info(message) {
 }
 
 // src/action/commands.ts
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 async function runCommand(settings, config, reporter, env) {
   switch (settings.command) {
     case "backup": {
@@ -19722,6 +19725,28 @@ async function runCommand(settings, config, reporter, env) {
       );
       return { command: "check", result };
     }
+    case "restore-test": {
+      const reportPath = join(env.RUNNER_TEMP || tmpdir(), "kluis-restore-test.json");
+      const result = await restoreTest(
+        config,
+        {
+          alsoRandomOlder: settings.alsoRandomOlder,
+          reportFile: reportPath,
+          ...settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {},
+          ...settings.snapshot ? { snapshot: settings.snapshot } : {},
+          ...settings.at ? { at: settings.at } : {}
+        },
+        reporter,
+        env
+      );
+      for (const s of result.sources) {
+        reporter.info(
+          `${s.name}: ${s.passed ? "passed" : "FAILED"} in ${formatDuration(s.seconds)}: ${s.detail}`
+        );
+      }
+      for (const failure of result.failures) reporter.info(`failure: ${failure}`);
+      return { command: "restore-test", result, reportPath };
+    }
     case "prune": {
       const result = await prune(config, { dryRun: settings.dryRun }, reporter, env);
       for (const d of result.decisions) {
@@ -19738,7 +19763,14 @@ async function runCommand(settings, config, reporter, env) {
 }
 
 // src/action/inputs.ts
-var COMMANDS = ["backup", "snapshots", "restore", "check", "prune"];
+var COMMANDS = [
+  "backup",
+  "snapshots",
+  "restore",
+  "check",
+  "prune",
+  "restore-test"
+];
 function readInputs() {
   const command = parseCommand(getInput("command", { required: true }));
   const settings = {
@@ -19752,7 +19784,8 @@ function readInputs() {
     force: booleanInput("force"),
     readData: booleanInput("read-data"),
     maxAge: getInput("max-age") ? parseMaxAge(getInput("max-age")) : void 0,
-    dryRun: booleanInput("dry-run")
+    dryRun: booleanInput("dry-run"),
+    alsoRandomOlder: booleanInput("also-random-older")
   };
   checkCombination(settings);
   return settings;
@@ -19826,6 +19859,15 @@ function outputsFor(outcome, durationSeconds) {
         ...duration
       };
     }
+    case "restore-test":
+      return {
+        passed: String(outcome.result.passed),
+        "rto-seconds": outcome.result.rtoSeconds.toFixed(1),
+        ...outcome.result.rpoHours !== void 0 ? { "rpo-hours": outcome.result.rpoHours.toFixed(1) } : {},
+        "report-path": outcome.reportPath,
+        "snapshot-id": outcome.result.snapshot.id,
+        ...duration
+      };
     case "prune":
       return { "snapshots-removed": String(outcome.result.removedSnapshots), ...duration };
     case "snapshots":
@@ -20006,6 +20048,26 @@ async function writeSummary(outcome) {
       }
       break;
     }
+    case "restore-test": {
+      const { result } = outcome;
+      summary2.addHeading(`kluis restore-test: ${result.passed ? "passed" : "FAILED"}`, 2).addTable([
+        header("Source", "Type", "Snapshot", "Time", "Result"),
+        ...result.sources.map((s) => [
+          html(s.name),
+          s.type,
+          `<code>${s.snapshot.slice(0, 8)}</code>`,
+          formatDuration(s.seconds),
+          s.passed ? "passed" : "<strong>FAILED</strong>"
+        ])
+      ]).addRaw(
+        `<p>RTO demonstrated: ${formatDuration(result.rtoSeconds)}` + (result.objectives.rto !== void 0 ? ` (objective ${formatDuration(result.objectives.rto)})` : "") + `. RPO demonstrated: ${result.rpoHours === void 0 ? "unknown" : `${result.rpoHours.toFixed(1)} h`}` + (result.objectives.rpo !== void 0 ? ` (objective ${result.objectives.rpo} h)` : "") + ".</p>",
+        true
+      );
+      if (result.failures.length > 0) {
+        summary2.addList(result.failures.slice(0, MAX_LISTED_PROBLEMS).map(html));
+      }
+      break;
+    }
     case "prune": {
       const { result } = outcome;
       summary2.addHeading(result.dryRun ? "kluis prune (dry run)" : "kluis prune", 2).addTable([
@@ -20048,6 +20110,12 @@ async function run() {
       setOutput(name, value);
     }
     await writeSummary(outcome);
+    if (outcome.command === "restore-test" && !outcome.result.passed) {
+      setFailed(
+        `restore-test failed: ${outcome.result.failures.length} failure(s)
+hint: the job summary and the log name each one; the report is at the report-path output`
+      );
+    }
     if (outcome.command === "check" && outcome.result.problems.length > 0) {
       setFailed(
         `check found ${outcome.result.problems.length} problem(s)

@@ -212,6 +212,32 @@ describe('the action, run like the runner runs it', () => {
     expect(prune.stdout).toContain('no retention policy is configured')
   })
 
+  it('restore-tests a snapshot: outputs, summary table, and a failed step when a chunk is bad', async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    expect((await project.run(['backup'])).code).toBe(0)
+    const passed = await runAction(project.dir, { command: 'restore-test', key: 'keys/reader.key' })
+    expect(passed.code, passed.stdout + passed.stderr).toBe(0)
+    expect(passed.outputs.passed).toBe('true')
+    expect(Number(passed.outputs['rto-seconds'])).toBeGreaterThanOrEqual(0)
+    expect(passed.outputs['report-path']).toMatch(/kluis-restore-test\.json$/)
+    expect(passed.summary).toContain('kluis restore-test: passed')
+    expect(passed.summary).toContain('app-db')
+
+    const chunks = join(project.dir, 'backup-repo', 'chunks')
+    const [prefix] = await readdir(chunks)
+    const [chunk] = await readdir(join(chunks, prefix ?? ''))
+    const path = join(chunks, prefix ?? '', chunk ?? '')
+    const bytes = await readFile(path)
+    bytes[bytes.length - 20] = (bytes[bytes.length - 20] as number) ^ 1
+    await writeFile(path, bytes)
+    const failed = await runAction(project.dir, { command: 'restore-test', key: 'keys/reader.key' })
+    expect(failed.code).toBe(1)
+    expect(failed.outputs.passed).toBe('false')
+    expect(failed.summary).toContain('FAILED')
+    expect(failed.stdout).toContain(`chunks/${prefix}/${chunk}`)
+  })
+
   it('fails a check that finds problems, after writing the count and the summary', async () => {
     project = await createProject()
     expect((await project.run(['init'])).code).toBe(0)
@@ -234,7 +260,7 @@ describe('the action, run like the runner runs it', () => {
     const run = await runAction(project.dir, { command: 'explode' })
     expect(run.code).toBe(1)
     expect(run.stdout).toContain(
-      "::error::Invalid command 'explode'. Expected one of: backup, snapshots, restore, check, prune.",
+      "::error::Invalid command 'explode'. Expected one of: backup, snapshots, restore, check, prune, restore-test.",
     )
     expect(run.outputs).toEqual({})
   })

@@ -1,7 +1,10 @@
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { type BackupResult, backup } from '../commands/backup.js'
 import { type CheckResult, check } from '../commands/check.js'
 import { type PruneResult, prune } from '../commands/prune.js'
 import { type RestoreResult, restore } from '../commands/restore.js'
+import { type RestoreTestResult, restoreTest } from '../commands/restore-test.js'
 import { listSnapshots, type SnapshotSummary } from '../commands/snapshots.js'
 import type { KluisConfig } from '../config/config.js'
 import { formatBytes, formatDuration, formatTime } from '../core/format.js'
@@ -15,6 +18,7 @@ export type CommandResult =
   | { command: 'restore'; result: RestoreResult }
   | { command: 'check'; result: CheckResult }
   | { command: 'prune'; result: PruneResult }
+  | { command: 'restore-test'; result: RestoreTestResult; reportPath: string }
 
 /** Runs the chosen command like the CLI does, logging a short result through the reporter. */
 export async function runCommand(
@@ -85,6 +89,29 @@ export async function runCommand(
           `${result.chunksRead} read; ${result.problems.length} problem(s)`,
       )
       return { command: 'check', result }
+    }
+    case 'restore-test': {
+      // The report goes where later steps (an issue on failure, an artifact) can pick it up.
+      const reportPath = join(env.RUNNER_TEMP || tmpdir(), 'kluis-restore-test.json')
+      const result = await restoreTest(
+        config,
+        {
+          alsoRandomOlder: settings.alsoRandomOlder,
+          reportFile: reportPath,
+          ...(settings.keyPaths.length > 0 ? { keyPaths: settings.keyPaths } : {}),
+          ...(settings.snapshot ? { snapshot: settings.snapshot } : {}),
+          ...(settings.at ? { at: settings.at } : {}),
+        },
+        reporter,
+        env,
+      )
+      for (const s of result.sources) {
+        reporter.info(
+          `${s.name}: ${s.passed ? 'passed' : 'FAILED'} in ${formatDuration(s.seconds)}: ${s.detail}`,
+        )
+      }
+      for (const failure of result.failures) reporter.info(`failure: ${failure}`)
+      return { command: 'restore-test', result, reportPath }
     }
     case 'prune': {
       const result = await prune(config, { dryRun: settings.dryRun }, reporter, env)

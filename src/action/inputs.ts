@@ -8,7 +8,14 @@ import { parseDuration } from '../retention/policy.js'
  * actions/checkout's input-helper). Errors quote the bad value and say what was expected.
  */
 
-export const COMMANDS = ['backup', 'snapshots', 'restore', 'check', 'prune'] as const
+export const COMMANDS = [
+  'backup',
+  'snapshots',
+  'restore',
+  'check',
+  'prune',
+  'restore-test',
+] as const
 export type Command = (typeof COMMANDS)[number]
 
 export interface ActionSettings {
@@ -28,6 +35,8 @@ export interface ActionSettings {
   maxAge: number | undefined
   /** prune: decide and report only. */
   dryRun: boolean
+  /** restore-test: also test one random older snapshot. */
+  alsoRandomOlder: boolean
 }
 
 export function readInputs(): ActionSettings {
@@ -45,6 +54,7 @@ export function readInputs(): ActionSettings {
     readData: booleanInput('read-data'),
     maxAge: core.getInput('max-age') ? parseMaxAge(core.getInput('max-age')) : undefined,
     dryRun: booleanInput('dry-run'),
+    alsoRandomOlder: booleanInput('also-random-older'),
   }
   checkCombination(settings)
   return settings

@@ -31,6 +31,12 @@ export async function run(): Promise<void> {
     }
     await writeSummary(outcome)
     // Like the CLI, a check that finds problems fails; outputs and summary are written first.
+    if (outcome.command === 'restore-test' && !outcome.result.passed) {
+      core.setFailed(
+        `restore-test failed: ${outcome.result.failures.length} failure(s)\n` +
+          'hint: the job summary and the log name each one; the report is at the report-path output',
+      )
+    }
     if (outcome.command === 'check' && outcome.result.problems.length > 0) {
       core.setFailed(
         `check found ${outcome.result.problems.length} problem(s)\n` +

@@ -24,6 +24,17 @@ export function outputsFor(
         ...duration,
       }
     }
+    case 'restore-test':
+      return {
+        passed: String(outcome.result.passed),
+        'rto-seconds': outcome.result.rtoSeconds.toFixed(1),
+        ...(outcome.result.rpoHours !== undefined
+          ? { 'rpo-hours': outcome.result.rpoHours.toFixed(1) }
+          : {}),
+        'report-path': outcome.reportPath,
+        'snapshot-id': outcome.result.snapshot.id,
+        ...duration,
+      }
     case 'prune':
       return { 'snapshots-removed': String(outcome.result.removedSnapshots), ...duration }
     case 'snapshots':

@@ -126,6 +126,35 @@ export async function writeSummary(outcome: CommandResult): Promise<void> {
       }
       break
     }
+    case 'restore-test': {
+      const { result } = outcome
+      summary
+        .addHeading(`kluis restore-test: ${result.passed ? 'passed' : 'FAILED'}`, 2)
+        .addTable([
+          header('Source', 'Type', 'Snapshot', 'Time', 'Result'),
+          ...result.sources.map((s) => [
+            html(s.name),
+            s.type,
+            `<code>${s.snapshot.slice(0, 8)}</code>`,
+            formatDuration(s.seconds),
+            s.passed ? 'passed' : '<strong>FAILED</strong>',
+          ]),
+        ])
+        .addRaw(
+          `<p>RTO demonstrated: ${formatDuration(result.rtoSeconds)}` +
+            (result.objectives.rto !== undefined
+              ? ` (objective ${formatDuration(result.objectives.rto)})`
+              : '') +
+            `. RPO demonstrated: ${result.rpoHours === undefined ? 'unknown' : `${result.rpoHours.toFixed(1)} h`}` +
+            (result.objectives.rpo !== undefined ? ` (objective ${result.objectives.rpo} h)` : '') +
+            '.</p>',
+          true,
+        )
+      if (result.failures.length > 0) {
+        summary.addList(result.failures.slice(0, MAX_LISTED_PROBLEMS).map(html))
+      }
+      break
+    }
     case 'prune': {
       const { result } = outcome
       summary
