@@ -1,0 +1,113 @@
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { parse } from 'yaml'
+import { COMMANDS } from '../src/action/inputs.js'
+
+/**
+ * The workflows users copy and the project's own CI: valid for GitHub (action-validator), and
+ * written the safe way — no expression interpolated into a shell script, least-privilege
+ * permissions, secrets only through env:, only inputs the action declares.
+ */
+const root = fileURLToPath(new URL('..', import.meta.url))
+const workflowsDir = join(root, '.github', 'workflows')
+const workflowFiles = readdirSync(workflowsDir).filter((name) => /\.ya?ml$/.test(name))
+const validator = join(root, 'node_modules', '@action-validator', 'cli', 'cli.mjs')
+const action = parse(readFileSync(join(root, 'action.yml'), 'utf8')) as {
+  inputs: Record<string, { description?: string }>
+  outputs: Record<string, { description?: string }>
+  runs: { using: string; main: string }
+}
+
+interface Step {
+  uses?: string
+  run?: string
+  with?: Record<string, unknown>
+  env?: Record<string, unknown>
+}
+interface Workflow {
+  permissions?: unknown
+  jobs: Record<string, { steps: Step[]; permissions?: unknown }>
+}
+
+const workflows = workflowFiles.map((name) => ({
+  name,
+  text: readFileSync(join(workflowsDir, name), 'utf8'),
+  parsed: parse(readFileSync(join(workflowsDir, name), 'utf8')) as Workflow,
+}))
+
+describe('workflows and action.yml', () => {
+  it('ships the three workflows users copy, next to CI', () => {
+    expect(workflowFiles).toEqual(
+      expect.arrayContaining(['backup.yml', 'restore-test.yml', 'restore.yml', 'ci.yml']),
+    )
+  })
+
+  it.each(workflowFiles)('%s passes action-validator', (name) => {
+    expect(existsSync(validator), 'npm ci installs @action-validator/cli').toBe(true)
+    const result = spawnSync(process.execPath, [validator, join(workflowsDir, name)], {
+      encoding: 'utf8',
+    })
+    expect(result.status, result.stdout + result.stderr).toBe(0)
+  })
+
+  it('interpolates no ${{ }} expression into a run: script', () => {
+    for (const { name, parsed } of workflows) {
+      for (const [job, { steps }] of Object.entries(parsed.jobs)) {
+        for (const step of steps) {
+          if (step.run === undefined) continue
+          expect(step.run, `${name} job ${job}: pass it through env: instead`).not.toContain('${{')
+        }
+      }
+    }
+  })
+
+  it('declares least-privilege permissions in every workflow', () => {
+    for (const { name, parsed } of workflows) {
+      expect(parsed.permissions, name).toBeDefined()
+      expect(JSON.stringify(parsed.permissions), name).not.toContain('write-all')
+    }
+  })
+
+  it('gives the scheduled workflows secrets only through env:', () => {
+    for (const { name, parsed } of workflows.filter((w) =>
+      ['backup.yml', 'restore-test.yml'].includes(w.name),
+    )) {
+      for (const { steps } of Object.values(parsed.jobs)) {
+        for (const step of steps) {
+          expect(JSON.stringify(step.with ?? {}), name).not.toContain('secrets.')
+          expect(step.run ?? '', name).not.toContain('secrets.')
+        }
+      }
+    }
+  })
+
+  it('calls the action only with commands and inputs it declares', () => {
+    for (const { name, parsed } of workflows) {
+      for (const { steps } of Object.values(parsed.jobs)) {
+        for (const step of steps.filter((s) => s.uses === './')) {
+          for (const input of Object.keys(step.with ?? {})) {
+            expect(Object.keys(action.inputs), `${name}: input ${input}`).toContain(input)
+          }
+          expect(COMMANDS as readonly string[], name).toContain(step.with?.command)
+        }
+      }
+    }
+  })
+
+  // action-validator's schema predates node24: action.yml gets this check instead.
+  it('action.yml runs on node24 from the committed bundle, and documents every input and output', () => {
+    expect(action.runs.using).toBe('node24')
+    expect(existsSync(join(root, action.runs.main))).toBe(true)
+    for (const [name, input] of Object.entries(action.inputs)) {
+      expect(input.description, `input ${name}`).toBeTruthy()
+    }
+    for (const [name, output] of Object.entries(action.outputs)) {
+      expect(output.description, `output ${name}`).toBeTruthy()
+    }
+    const description = action.inputs.command?.description ?? ''
+    for (const command of COMMANDS) expect(description).toContain(command)
+  })
+})
