@@ -1,7 +1,17 @@
 import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openRepository } from '../src/commands/common.js'
 import type { RestoreTestResult } from '../src/commands/restore-test.js'
+import { selectSnapshot } from '../src/commands/select-snapshot.js'
+import { loadConfig } from '../src/config/config.js'
+import {
+  loadReaderKeys,
+  loadReaderPrivateKeys,
+  loadWriterKey,
+  loadWriterPublicKey,
+} from '../src/config/key-material.js'
+import { newSnapshotId } from '../src/repository/repository.js'
 import { type MariadbServer, mariadbAvailable, startMariadb } from './support/mariadb-server.js'
 import { type PostgresServer, postgresBinDir, startPostgres } from './support/postgres-server.js'
 import { createProject, exampleConfig, type Project } from './support/project.js'
@@ -109,6 +119,56 @@ describe('restore-test', () => {
     } finally {
       await writeFile(path, original)
     }
+  })
+
+  it('cannot pass when the data lacks what the manifest recorded: rows dropped, a file gone', async () => {
+    // A snapshot signed by the writer whose facts promise more than its streams hold: as if
+    // rows were deleted after they were counted, and a file fell out of the tar stream.
+    const config = await loadConfig(join(project.dir, 'kluis.yml'), env)
+    const writer = await loadWriterPublicKey(config)
+    const repository = await openRepository(config, env)
+    const latest = await selectSnapshot(repository, writer, {})
+    const readerKeys = await loadReaderPrivateKeys([join(project.dir, 'keys', 'reader.key')], env)
+    const manifest = await repository.readManifest(latest, 'default', readerKeys, writer)
+    const id = newSnapshotId()
+    const forged = structuredClone(manifest)
+    forged.snapshot = id
+    const database = forged.sources.find((s) => s.name === 'app-db')?.facts as {
+      tables: Record<string, number>
+    }
+    const rows = database.tables.users as number
+    database.tables.users = rows + 1
+    const files = forged.sources.find((s) => s.name === 'uploads')?.facts as {
+      entries: Array<{ path: string; type: string }>
+    }
+    const file = files.entries.find((entry) => entry.type === 'file')
+    files.entries.push({ ...file, path: 'docs/removed.txt' } as { path: string; type: string })
+    await repository.writeSnapshot(
+      {
+        kluis: 'snapshot-index',
+        version: 1,
+        id,
+        time: new Date().toISOString(),
+        host: latest.host,
+        sources: latest.sources,
+      },
+      [{ manifest: forged, readers: await loadReaderKeys(config, 'default') }],
+      await loadWriterKey(config, env),
+    )
+    // The forged snapshot is removed again: the tests after this one use the real ones.
+    const run = await restoreTest('--snapshot', id, '--json').finally(async () => {
+      await repository.storage.delete(`snapshots/${id}.json.asc`)
+      await repository.storage.delete(`snapshots/${id}.default.manifest.pgp`)
+    })
+    expect(run.code).toBe(1)
+    const result = JSON.parse(run.stdout) as RestoreTestResult
+    expect(result.passed).toBe(false)
+    const failures = result.failures.join('\n')
+    expect(failures).toContain(
+      `table users has ${rows} rows after restore, the backup recorded ${rows + 1}`,
+    )
+    expect(failures).toContain('docs/removed.txt: missing from the restored stream')
+    await expectNoScratchLeft()
   })
 
   it('fails when the newest snapshot is older than the RPO objective, passes within it', async () => {
