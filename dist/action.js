@@ -15,7 +15,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-5PQO4XNS.js";
+} from "./chunks/chunk-36ARKZKN.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,

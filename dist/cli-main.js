@@ -21,7 +21,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-5PQO4XNS.js";
+} from "./chunks/chunk-36ARKZKN.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import {
   ConfigError,

@@ -7,7 +7,6 @@ import {
 } from '../config/key-material.js'
 import { mapOrdered } from '../core/concurrency.js'
 import { IntegrityError, KeyError, StorageError } from '../core/errors.js'
-import { formatDuration } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { ChunkOpener } from '../crypto/chunk-cipher.js'
 import { fingerprintOf, type PublicKey } from '../crypto/keys.js'
@@ -15,6 +14,7 @@ import { decodeChunk } from '../repository/chunk-codec.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import type { Repository } from '../repository/repository.js'
 import { openRepository } from './common.js'
+import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
 
 export interface CheckOptions {
   /** Decrypt every referenced chunk and verify its HMAC (needs a reader key). */
@@ -144,22 +144,12 @@ export async function check(
   const now = options.now ?? new Date()
   const maxAge = options.maxAge ?? config.objectives.rpo
   const ages = sourceAges(config, indexes, now)
-  if (maxAge !== undefined) {
-    for (const { source, age } of ages) {
-      if (age === undefined) problems.push(`source ${source}: no valid snapshot at all`)
-      else if (age > maxAge) {
-        problems.push(
-          `source ${source}: the newest snapshot is ${formatDuration(age / 1000)} old, older than ${formatDuration(maxAge / 1000)} (RPO)`,
-        )
-      }
-    }
-  }
+  if (maxAge !== undefined) problems.push(...rpoFailures(ages, maxAge, 'RPO'))
   const warnings = [
     ...(await repository.storage.posture(RETENTION_DAYS)).map((warning) => `storage: ${warning}`),
     ...(await keyAgeWarnings(config, now)),
   ]
   for (const warning of warnings) reporter.warn(warning)
-  const known = ages.flatMap(({ age }) => (age === undefined ? [] : [age]))
   const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
   if (unreferencedChunks > 0) {
     reporter.info(
@@ -173,7 +163,7 @@ export async function check(
     unreferencedChunks,
     problems,
     warnings,
-    newestSnapshotAgeHours: known.length > 0 ? Math.max(...known) / 3_600_000 : undefined,
+    newestSnapshotAgeHours: stalestAgeHours(ages),
   }
 }
 
@@ -202,24 +192,6 @@ function subset<T>(items: T[], fraction: number): T[] {
     ;[shuffled[i], shuffled[j]] = [shuffled[j] as T, shuffled[i] as T]
   }
   return shuffled.slice(0, Math.max(1, Math.ceil(items.length * fraction)))
-}
-
-/** Per configured (or backed-up) source: how old its newest signed snapshot is. */
-function sourceAges(
-  config: KluisConfig,
-  indexes: SnapshotIndex[],
-  now: Date,
-): Array<{ source: string; age: number | undefined }> {
-  const names = new Set([
-    ...config.sources.map((s) => s.name),
-    ...indexes.flatMap((i) => i.sources.map((s) => s.name)),
-  ])
-  return [...names].sort().map((source) => {
-    const times = indexes
-      .filter((index) => index.sources.some((s) => s.name === source))
-      .map((index) => Date.parse(index.time))
-    return { source, age: times.length > 0 ? now.getTime() - Math.max(...times) : undefined }
-  })
 }
 
 /** Keys older than objectives.key-max-age, named so the operator knows which to rotate. */

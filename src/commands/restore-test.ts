@@ -26,6 +26,7 @@ import {
 import { CONNECTION_HINT, toolEnvironment } from '../sources/database/tool-process.js'
 import { type SourceContext, type SourceStream, safeFileName } from '../sources/source.js'
 import { openRepository, sourceContext } from './common.js'
+import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
 import { type IndexSource, openSource } from './restore.js'
 import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
 
@@ -152,25 +153,15 @@ export async function restoreTest(
       `the restore took ${formatDuration(rtoSeconds)}, longer than ${formatDuration(rto / 1000)} (RTO, objectives.rto)`,
     )
   }
-  if (rpo !== undefined) {
-    for (const { source, age } of ages) {
-      if (age === undefined) failures.push(`source ${source}: no signed snapshot at all (RPO)`)
-      else if (age > rpo) {
-        failures.push(
-          `source ${source}: the newest snapshot is ${formatDuration(age / 1000)} old, older than ${formatDuration(rpo / 1000)} (RPO, objectives.rpo)`,
-        )
-      }
-    }
-  }
+  if (rpo !== undefined) failures.push(...rpoFailures(ages, rpo, 'RPO, objectives.rpo'))
   // Nothing tested is no proof: an empty snapshot cannot pass.
   if (sources.length === 0) failures.push(`snapshot ${chosen.id.slice(0, 8)} holds no source`)
-  const known = ages.flatMap(({ age }) => (age === undefined ? [] : [age]))
   const result: RestoreTestResult = {
     snapshot: { id: chosen.id, time: chosen.time },
     ...(older ? { older: { id: older.id, time: older.time } } : {}),
     sources,
     rtoSeconds,
-    rpoHours: known.length > 0 ? Math.max(...known) / 3_600_000 : undefined,
+    rpoHours: stalestAgeHours(ages),
     objectives: {
       ...(rto !== undefined ? { rto: rto / 1000 } : {}),
       ...(rpo !== undefined ? { rpo: rpo / 3_600_000 } : {}),
@@ -400,22 +391,4 @@ async function dropScratchDatabase(
   } finally {
     await session.close()
   }
-}
-
-/** Per configured (or backed-up) source: how old its newest signed snapshot is (ms). */
-function sourceAges(
-  config: KluisConfig,
-  indexes: SnapshotIndex[],
-  now: Date,
-): Array<{ source: string; age: number | undefined }> {
-  const names = new Set([
-    ...config.sources.map((s) => s.name),
-    ...indexes.flatMap((i) => i.sources.map((s) => s.name)),
-  ])
-  return [...names].sort().map((source) => {
-    const times = indexes
-      .filter((index) => index.sources.some((s) => s.name === source))
-      .map((index) => Date.parse(index.time))
-    return { source, age: times.length > 0 ? now.getTime() - Math.max(...times) : undefined }
-  })
 }
