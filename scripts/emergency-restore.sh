@@ -1,8 +1,13 @@
 #!/bin/sh
-# Emergency restore of one stream of one kluis snapshot with standard tools only:
-# gpg, zstd, awk, sha256sum and POSIX sh. No kluis, no Node.js. See docs/emergency-restore.md.
+# Emergency restore of one source of a kluis snapshot with standard tools only:
+# gpg, zstd, awk, sha256sum, tar and POSIX sh. No kluis, no Node.js. See docs/emergency-restore.md.
 #
-#   emergency-restore.sh REPO_DIR SNAPSHOT_ID SOURCE_NAME OUTPUT_FILE [STREAM_NAME]
+#   emergency-restore.sh REPO_DIR SOURCE_NAME TARGET [SNAPSHOT_ID]
+#
+# Without SNAPSHOT_ID, the newest snapshot (by its signed time) that holds SOURCE_NAME; indexes
+# whose signature does not verify are skipped, with a warning. A files source is unpacked into
+# the folder TARGET; any other source is written to the file TARGET. A source with several
+# streams (postgres: database:NAME and globals) needs KLUIS_STREAM=NAME.
 #
 # GNUPGHOME must hold the reader's private key and the writer's public key. Set
 # KLUIS_WRITER_FINGERPRINT to the writer's fingerprint (from your kluis configuration, never from
@@ -12,7 +17,7 @@
 # Checks, in order: the writer's signature over the snapshot index; the manifest's SHA-256
 # against the index and the writer's signature on the manifest; per chunk the OpenPGP integrity
 # check (MDC), the zstd checksum and the plaintext size; the whole stream's size and SHA-256
-# against the index and the manifest. OUTPUT_FILE appears only when every check passed.
+# against the index and the manifest. TARGET appears only when every check passed.
 # (kluis also checks each chunk's HMAC against its id; the stream SHA-256 covers the same.)
 set -eu
 umask 077
@@ -23,27 +28,29 @@ die() {
   exit 1
 }
 
-if [ "$#" -lt 4 ] || [ "$#" -gt 5 ]; then
-  printf 'usage: %s REPO_DIR SNAPSHOT_ID SOURCE_NAME OUTPUT_FILE [STREAM_NAME]\n' "$prog" >&2
+if [ "$#" -lt 3 ] || [ "$#" -gt 4 ]; then
+  printf 'usage: %s REPO_DIR SOURCE_NAME TARGET [SNAPSHOT_ID]\n' "$prog" >&2
   exit 2
 fi
 repo=$1
-snapshot=$2
-source_name=$3
-output=$4
-stream_name=${5-}
+source_name=$2
+target=$3
+snapshot=${4-}
+stream_name=${KLUIS_STREAM-}
 
-case $snapshot in *[!0-9a-f]* | '') die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)" ;; esac
-[ "${#snapshot}" -eq 32 ] || die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)"
+if [ -n "$snapshot" ]; then
+  case $snapshot in *[!0-9a-f]*) die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)" ;; esac
+  [ "${#snapshot}" -eq 32 ] || die "SNAPSHOT_ID must be 32 lowercase hex digits (see snapshots/<id>.json.asc)"
+fi
 case $source_name in *[!A-Za-z0-9._-]* | '' | [._-]*) die "invalid SOURCE_NAME: $source_name" ;; esac
-case $stream_name in *[!A-Za-z0-9._:-]*) die "invalid STREAM_NAME: $stream_name" ;; esac
+case $stream_name in *[!A-Za-z0-9._:-]*) die "invalid KLUIS_STREAM: $stream_name" ;; esac
 [ -f "$repo/config.json" ] || die "$repo is not a kluis repository (no config.json)"
 grep -q '"version": 1,' "$repo/config.json" || die "$repo/config.json: not repository format version 1"
-for tool in gpg zstd awk sha256sum; do
-  command -v "$tool" >/dev/null 2>&1 || die "needs $tool (Debian: apt-get install gpg zstd coreutils mawk)"
+for tool in gpg zstd awk sha256sum tar; do
+  command -v "$tool" >/dev/null 2>&1 || die "needs $tool (Debian: apt-get install gpg zstd coreutils mawk tar)"
 done
-if [ -e "$output" ] || [ -e "$output.partial" ]; then
-  die "$output or $output.partial already exists: choose a new OUTPUT_FILE"
+if [ -e "$target" ] || [ -e "$target.partial" ]; then
+  die "$target or $target.partial already exists: choose a new TARGET"
 fi
 pinned=$(printf '%s' "${KLUIS_WRITER_FINGERPRINT-}" | tr -d ' ' | tr 'abcdef' 'ABCDEF')
 
@@ -69,22 +76,51 @@ signer_of() {
 
 # 1. The snapshot index: a cleartext-signed JSON text. Everything below is read from the text
 #    gpg verified (never from the file itself, which could carry unsigned text around it).
-index="$repo/snapshots/$snapshot.json.asc"
-[ -f "$index" ] || die "$index does not exist"
-gpg_status --output "$work/index.signed" --decrypt "$index" ||
-  die "$index: the signature does not verify (modified, or the writer's public key is not in GNUPGHOME)"
-signer=$(signer_of) || die "$index: not exactly one valid signature"
-if [ -n "$pinned" ]; then
-  [ "$signer" = "$pinned" ] || die "$index: signed by $signer, not by the trusted writer $pinned"
-else
-  printf '%s: index signed by %s (set KLUIS_WRITER_FINGERPRINT to require this key)\n' "$prog" "$signer" >&2
+#    verify_index ID writes $work/index.json and sets $signer, or prints why and fails.
+verify_index() {
+  index="$repo/snapshots/$1.json.asc"
+  [ -f "$index" ] || { printf '%s: %s does not exist\n' "$prog" "$index" >&2; return 1; }
+  gpg_status --output "$work/index.signed" --decrypt "$index" || {
+    printf "%s: %s: the signature does not verify (modified, or the writer's public key is not in GNUPGHOME)\n" "$prog" "$index" >&2
+    return 1
+  }
+  signer=$(signer_of) || { printf '%s: %s: not exactly one valid signature\n' "$prog" "$index" >&2; return 1; }
+  if [ -n "$pinned" ] && [ "$signer" != "$pinned" ]; then
+    printf '%s: %s: signed by %s, not by the trusted writer %s\n' "$prog" "$index" "$signer" "$pinned" >&2
+    return 1
+  fi
+  # openpgp.js writes the signed text with CRLF line ends; JSON strings never hold a raw CR.
+  tr -d '\r' <"$work/index.signed" >"$work/index.json"
+  grep -qx ' "kluis": "snapshot-index",' "$work/index.json" &&
+    grep -qx ' "version": 1,' "$work/index.json" &&
+    grep -qx " \"id\": \"$1\"," "$work/index.json" &&
+    grep -qx " \"writer\": \"$signer\"," "$work/index.json" || {
+    printf '%s: %s: not a format-1 snapshot index of snapshot %s by its signer\n' "$prog" "$index" "$1" >&2
+    return 1
+  }
+}
+
+if [ -z "$snapshot" ]; then
+  # The newest signed snapshot that holds the source; ISO 8601 times compare as text.
+  newest=''
+  for file in "$repo"/snapshots/*.json.asc; do
+    [ -f "$file" ] || continue
+    id=$(basename "$file" .json.asc)
+    case $id in *[!0-9a-f]*) continue ;; esac
+    verify_index "$id" || { printf '%s: skipping %s\n' "$prog" "$id" >&2; continue; }
+    grep -qx "   \"name\": \"$source_name\"," "$work/index.json" || continue
+    time=$(sed -n 's/^ "time": "\(.*\)",$/\1/p' "$work/index.json")
+    if [ -z "$newest" ] || awk -v a="$time" -v b="$newest" 'BEGIN { exit !(a > b) }'; then
+      newest=$time
+      snapshot=$id
+    fi
+  done
+  [ -n "$snapshot" ] || die "no snapshot with a valid signature holds source $source_name"
+  printf '%s: the newest snapshot of %s is %s (%s)\n' "$prog" "$source_name" "$snapshot" "$newest" >&2
 fi
-# openpgp.js writes the signed text with CRLF line ends; JSON strings never hold a raw CR.
-tr -d '\r' <"$work/index.signed" >"$work/index.json"
-grep -qx ' "kluis": "snapshot-index",' "$work/index.json" || die "$index: not a snapshot index"
-grep -qx ' "version": 1,' "$work/index.json" || die "$index: not format version 1"
-grep -qx " \"id\": \"$snapshot\"," "$work/index.json" || die "$index: names another snapshot"
-grep -qx " \"writer\": \"$signer\"," "$work/index.json" || die "$index: its writer field is not its signer"
+verify_index "$snapshot" || die "snapshot $snapshot cannot be trusted"
+[ -n "$pinned" ] ||
+  printf '%s: index signed by %s (set KLUIS_WRITER_FINGERPRINT to require this key)\n' "$prog" "$signer" >&2
 
 # The index is JSON.stringify(index, null, 1): one space of indent per level, one value per line.
 # Source keys sit at 3 spaces, stream keys at 5, chunk tuple elements ([id, size, stored]) at 7.
@@ -105,7 +141,7 @@ source_type=$(awk '$1 == "type" { print $2; exit }' "$work/plan")
 [ -n "$source_type" ] || die "snapshot $snapshot has no source named $source_name"
 if [ -z "$stream_name" ]; then
   streams=$(awk '$1 == "stream" { n++ } END { print n + 0 }' "$work/plan")
-  [ "$streams" -eq 1 ] || die "source $source_name has $streams streams: name one as STREAM_NAME"
+  [ "$streams" -eq 1 ] || die "source $source_name has $streams streams: name one with KLUIS_STREAM=NAME"
   stream_name=$(awk '$1 == "stream" { print $2; exit }' "$work/plan")
 fi
 stream_size=$(awk -v s="$stream_name" '$1 == "stream" && $2 == s { print $3; exit }' "$work/plan")
@@ -143,6 +179,8 @@ stream_sha=$(awk '{ gsub(/\{"name":"/, "\n&"); print }' "$work/manifest.json" |
 case $stream_sha in '' | *[!0-9a-f]*) die "$manifest: no SHA-256 for $source_name/$stream_name" ;; esac
 
 # 3. Each chunk in order: gpg (MDC checked), zstd -d (frame checksum checked), size, append.
+#    The stream is assembled beside the target ($target.partial) and only used once whole.
+output=$target
 : >"$output.partial" || die "cannot create $output.partial"
 count=0
 while read -r id size; do
@@ -169,10 +207,19 @@ if [ "$actual" != "$stream_size" ] || [ "$sha" != "$stream_sha" ]; then
   rm -f "$output.partial"
   die "restored $source_name/$stream_name does not match the signed manifest (size $actual, sha256 $sha)"
 fi
-mv "$output.partial" "$output"
+if [ "$source_type" = files ]; then
+  # A verified POSIX tar stream: unpacked into a folder beside the target, then moved into place.
+  mv "$output.partial" "$work/stream.tar"
+  mkdir "$target.partial" && tar -xpf "$work/stream.tar" -C "$target.partial" ||
+    { rm -rf "$target.partial"; die "tar could not unpack the verified stream into $target"; }
+  mv "$target.partial" "$target"
+else
+  mv "$output.partial" "$target"
+fi
 printf '%s: restored %s/%s of snapshot %s (%s bytes, %s chunks, sha256 %s) to %s\n' \
-  "$prog" "$source_name" "$stream_name" "$snapshot" "$actual" "$count" "$sha" "$output" >&2
+  "$prog" "$source_name" "$stream_name" "$snapshot" "$actual" "$count" "$sha" "$target" >&2
 case $source_type in
-  files) printf '%s: a POSIX tar stream: mkdir DIR && tar -xpf %s -C DIR\n' "$prog" "$output" >&2 ;;
-  sqlite) printf '%s: a SQLite database file: sqlite3 %s "PRAGMA integrity_check"\n' "$prog" "$output" >&2 ;;
+  sqlite) printf '%s: a SQLite database file: sqlite3 %s "PRAGMA integrity_check"\n' "$prog" "$target" >&2 ;;
+  postgres) printf '%s: a pg_dump archive: pg_restore --dbname=URL --single-transaction %s\n' "$prog" "$target" >&2 ;;
+  mysql) printf '%s: SQL from mariadb-dump or mysqldump: mariadb DATABASE < %s\n' "$prog" "$target" >&2 ;;
 esac

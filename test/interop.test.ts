@@ -248,8 +248,8 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
 
   test('(e) emergency-restore.sh restores both streams as kluis does', async () => {
     const work = await mkdtemp(join(gnupghome, 'emergency-'))
-    const restore = (source: string, output: string, extra: NodeJS.ProcessEnv = {}, shell = 'sh') =>
-      spawnSync(shell, [script, repo, id, source, output], {
+    const restore = (source: string, target: string, extra: NodeJS.ProcessEnv = {}, shell = 'sh') =>
+      spawnSync(shell, [script, repo, source, target, id], {
         env: { ...env, KLUIS_WRITER_FINGERPRINT: writerFingerprint, ...extra },
         encoding: 'utf8',
       })
@@ -262,17 +262,15 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
       expect((await readFile(database)).equals(expected)).toBe(true)
     }
 
-    const tarFile = join(work, 'uploads.tar')
-    const files = restore('uploads', tarFile)
-    expect(files.status, files.stderr).toBe(0)
+    // A files source is unpacked into the target folder.
     const tree = join(work, 'uploads')
-    await mkdir(tree)
-    run('tar', ['-xpf', tarFile, '-C', tree])
+    const files = restore('uploads', tree)
+    expect(files.status, files.stderr).toBe(0)
     const kluisTree = await describeTree(join(project.dir, 'out', 'uploads'))
     expect(await describeTree(tree)).toEqual(kluisTree)
     expect(kluisTree.map((entry) => entry.path)).toContain('big.bin')
 
-    const wrongWriter = restore('uploads', join(work, 'never.tar'), {
+    const wrongWriter = restore('uploads', join(work, 'never'), {
       KLUIS_WRITER_FINGERPRINT: '0'.repeat(40),
     })
     expect(wrongWriter.status).toBe(1)
@@ -306,7 +304,7 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
       await cp(repo, copy, { recursive: true })
       await damage(copy)
       const output = join(copy, 'app.db')
-      const result = spawnSync('sh', [script, copy, id, 'app-db', output], {
+      const result = spawnSync('sh', [script, copy, 'app-db', output, id], {
         env,
         encoding: 'utf8',
       })
@@ -347,6 +345,34 @@ describe('the repository read with gpg, sq, zstd and tar', () => {
         expect(createHmac('sha256', dedupKey).update(plaintext).digest('hex')).toBe(chunk)
         offset += size
       }
+    }
+  })
+
+  test('(e) emergency-restore.sh takes the newest signed snapshot when none is named', async () => {
+    // A newer snapshot with changed data, and a planted index that claims to be newer still.
+    const sqliteFile = join(project.dir, 'data', 'app.db')
+    sqlite(sqliteFile, ["INSERT INTO users(name, bio) VALUES ('newest', x'00')"])
+    const second = await project.run(['backup', '--json'])
+    expect(second.code, second.stderr).toBe(0)
+    const newest = (JSON.parse(second.stdout) as { snapshotId: string }).snapshotId
+    const planted = (await readFile(join(repo, 'snapshots', `${newest}.json.asc`), 'utf8')).replace(
+      /"time": "[^"]+"/,
+      '"time": "2099-01-01T00:00:00.000Z"',
+    )
+    await writeFile(join(repo, 'snapshots', `${'d'.repeat(32)}.json.asc`), planted)
+    try {
+      const work = await mkdtemp(join(gnupghome, 'newest-'))
+      const target = join(work, 'app.db')
+      const result = spawnSync('sh', [script, repo, 'app-db', target], {
+        env: { ...env, KLUIS_WRITER_FINGERPRINT: writerFingerprint },
+        encoding: 'utf8',
+      })
+      expect(result.status, result.stderr).toBe(0)
+      expect(result.stderr).toContain(`the newest snapshot of app-db is ${newest}`)
+      expect(result.stderr).toContain(`skipping ${'d'.repeat(32)}`)
+      expect(sqlite(target, ["SELECT count(*) FROM users WHERE name = 'newest'"]).trim()).toBe('1')
+    } finally {
+      await rm(join(repo, 'snapshots', `${'d'.repeat(32)}.json.asc`))
     }
   })
 })

@@ -303,8 +303,9 @@ describeWithPostgres('postgres source', () => {
       }>
       const snapshot = listed.at(-1)?.id ?? '' // the all-pg backup of the test before
       const archive = join(project.dir, 'crm-by-hand.dump')
-      tool('sh', [emergencyScript, 'repo', snapshot, 'all-pg', archive, 'database:crm'], {
+      tool('sh', [emergencyScript, 'repo', 'all-pg', archive, snapshot], {
         KLUIS_WRITER_FINGERPRINT: fingerprint,
+        KLUIS_STREAM: 'database:crm',
       })
       server.sql('postgres', 'CREATE DATABASE crm_by_hand')
       tool(
