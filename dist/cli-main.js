@@ -21,15 +21,16 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-36ARKZKN.js";
+} from "./chunks/chunk-IEEZITOS.js";
 import "./chunks/chunk-2RNEQBIT.js";
+import "./chunks/chunk-ZXSJ27MH.js";
 import {
   ConfigError,
   KluisError,
   RefusedError,
   describeSystemError,
   errorMessage
-} from "./chunks/chunk-GJVU2OSU.js";
+} from "./chunks/chunk-ZX3CBUM6.js";
 import "./chunks/chunk-IPUA4CZY.js";
 
 // src/cli/main.ts

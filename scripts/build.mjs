@@ -28,7 +28,11 @@ const common = {
 
 await build({
   ...common,
-  entryPoints: { 'cli-main': 'src/cli/index.ts', action: 'src/action/index.ts' },
+  entryPoints: {
+    'cli-main': 'src/cli/index.ts',
+    action: 'src/action/index.ts',
+    post: 'src/action/post.ts',
+  },
   // Bundled CommonJS dependencies call require(): give the ESM bundle one.
   banner: {
     js: "import { createRequire as __kluisCreateRequire } from 'node:module'; const require = __kluisCreateRequire(import.meta.url);",

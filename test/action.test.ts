@@ -34,6 +34,8 @@ interface ActionRun {
   stdout: string
   stderr: string
   outputs: Record<string, string>
+  /** What the main step saved for the post step (GITHUB_STATE). */
+  state: Record<string, string>
   summary: string
 }
 
@@ -45,6 +47,8 @@ async function runAction(
   const runnerTemp = await mkdtemp(join(tmpdir(), 'kluis-runner-'))
   try {
     const outputFile = join(runnerTemp, 'output.txt')
+    const stateFile = join(runnerTemp, 'state.txt')
+    await writeFile(stateFile, '')
     const summaryFile = join(runnerTemp, 'summary.md')
     await writeFile(outputFile, '')
     await writeFile(summaryFile, '')
@@ -65,6 +69,7 @@ async function runAction(
         ...cleanEnv(),
         ...inputEnv,
         GITHUB_OUTPUT: outputFile,
+        GITHUB_STATE: stateFile,
         GITHUB_STEP_SUMMARY: summaryFile,
         RUNNER_TEMP: runnerTemp,
         ...env,
@@ -75,6 +80,7 @@ async function runAction(
       stdout: result.stdout,
       stderr: result.stderr,
       outputs: parseOutputs(await readFile(outputFile, 'utf8')),
+      state: parseOutputs(await readFile(stateFile, 'utf8')),
       summary: await readFile(summaryFile, 'utf8'),
     }
   } finally {
@@ -328,6 +334,29 @@ describe('the action, run like the runner runs it', () => {
       key: 'keys/reader.key',
     })
     expect(restore.stdout).toContain('::add-mask::target!secret')
+  })
+
+  it("the post step removes the main step's temporary files, also after a cancelled run", async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    const runnerTemp = await mkdtemp(join(tmpdir(), 'kluis-runner-post-'))
+    try {
+      const run = await runAction(project.dir, { command: 'backup' }, { RUNNER_TEMP: runnerTemp })
+      expect(run.code, run.stdout).toBe(0)
+      const scratch = run.state.scratch ?? ''
+      expect(scratch.startsWith(runnerTemp)).toBe(true)
+      // What a cancelled run leaves: a database copy in the scratch folder.
+      await writeFile(join(scratch, 'app.db'), 'a copy of the database')
+      const post = spawnSync(process.execPath, [join(root, 'dist', 'post.js')], {
+        env: { ...cleanEnv(), STATE_scratch: scratch },
+        encoding: 'utf8',
+      })
+      expect(post.status, post.stdout + post.stderr).toBe(0)
+      expect(post.stdout).toContain("removed kluis's temporary files")
+      expect(existsSync(scratch)).toBe(false)
+    } finally {
+      await rm(runnerTemp, { recursive: true, force: true })
+    }
   })
 
   it('does not let a file name inject workflow commands into the log', async () => {

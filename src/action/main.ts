@@ -5,6 +5,7 @@ import { runCommand } from './commands.js'
 import { readInputs } from './inputs.js'
 import { outputsFor } from './outputs.js'
 import { withCommandsStopped } from './reporter.js'
+import { prepareScratch } from './scratch.js'
 import { maskDatabasePasswords, maskSecrets } from './secrets.js'
 import { writeSummary } from './summary.js'
 
@@ -16,6 +17,7 @@ export async function run(): Promise<void> {
   // First of all: nothing may reach the log before the runner knows what to mask.
   maskSecrets(process.env)
   try {
+    prepareScratch(process.env)
     const settings = readInputs()
     const config = await loadConfig(settings.config, process.env)
     // Masks work only while workflow commands are on: before withCommandsStopped. A restore
