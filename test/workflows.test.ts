@@ -97,6 +97,19 @@ describe('workflows and action.yml', () => {
     }
   })
 
+  it("README's action usage names every command and output that action.yml declares", () => {
+    const readme = readFileSync(join(root, 'README.md'), 'utf8')
+    const section = readme.slice(
+      readme.indexOf('## As a GitHub Action'),
+      readme.indexOf('## Develop'),
+    )
+    const commandLine = /command: backup\s+# (.+)/.exec(section)?.[1] ?? ''
+    expect(commandLine.split(' | ').sort()).toEqual([...COMMANDS].sort())
+    for (const output of Object.keys(action.outputs)) {
+      expect(section, `output ${output}`).toContain(`\`${output}\``)
+    }
+  })
+
   // action-validator's schema predates node24: action.yml gets this check instead.
   it('action.yml runs on node24 from the committed bundle, and documents every input and output', () => {
     expect(action.runs.using).toBe('node24')
