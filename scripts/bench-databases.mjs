@@ -32,6 +32,17 @@ import { dirname, join, relative, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import {
+  findGnuTime,
+  formatBytes,
+  measureProcess,
+  printProfiles,
+  readFileSyncSafe,
+  readTimeFile,
+  round,
+  sh,
+  TIME_FORMAT,
+} from './bench-lib.mjs'
 
 const projectRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const cli = join(projectRoot, 'dist', 'cli.js')
@@ -170,15 +181,7 @@ const maria = engines.includes('mariadb')
   : undefined
 
 // GNU time reports the exact peak RSS (ru_maxrss) and CPU times of what it runs; else poll /proc.
-const gnuTime =
-  !args.values['no-gnu-time'] &&
-  /GNU/.test(
-    Object.values(spawnSync('/usr/bin/time', ['--version'], { encoding: 'utf8' }))
-      .filter((v) => typeof v === 'string')
-      .join(''),
-  )
-    ? '/usr/bin/time'
-    : undefined
+const gnuTime = findGnuTime(args.values['no-gnu-time'])
 const clockTicks = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout) || 100
 
 function fatal(message) {
@@ -1347,7 +1350,7 @@ async function run() {
   report.ok = problems.length === 0
   report.profiled = Boolean(cpuProfDir)
   printTable(report)
-  if (cpuProfDir) printProfiles(cpuProfDir)
+  if (cpuProfDir) printProfiles(cpuProfDir, out)
   if (args.values.json) console.log(JSON.stringify(report, null, 2))
   if (problems.length > 0) throw new BenchFailure(`\n  ${problems.join('\n  ')}`)
   out('\nall checks passed: restored databases have the original row counts and checksums')
@@ -1420,63 +1423,19 @@ async function kluis(cliArgs, env = cleanEnv(), profile = undefined) {
 
 let measureCount = 0
 
-/**
- * Runs a command in the bench folder; resolves with wall seconds, peak RSS (bytes), CPU seconds
- * and stdout. Peak RSS: GNU time's ru_maxrss when available (for kluis: the largest of node
- * and the tools it ran), else VmHWM polled every 50 ms.
- */
+/** Runs a command in the bench folder, measured (see measureProcess in bench-lib.mjs). */
 function measure(command, commandArgs, { env = process.env, pollRss = true } = {}) {
-  const timeFile = join(paths.measure, `rss-${++measureCount}`)
-  const wrapped = pollRss && gnuTime
-  const [file, argv] = wrapped
-    ? [gnuTime, ['-f', TIME_FORMAT, '-o', timeFile, command, ...commandArgs]]
-    : [command, commandArgs]
-  return new Promise((resolvePromise, reject) => {
-    const started = performance.now()
-    const child = spawn(file, argv, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-    running.add(child)
-    child.on('close', () => running.delete(child))
-    const stdout = []
-    const stderr = []
-    child.stdout.on('data', (piece) => stdout.push(piece))
-    child.stderr.on('data', (piece) => stderr.push(piece))
-    let polled = 0
-    const poll = () => {
-      try {
-        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
-        const kb = Number(/^VmHWM:\s+(\d+)\s+kB/m.exec(status)?.[1] ?? 0)
-        polled = Math.max(polled, kb * 1024)
-      } catch {
-        // exited between polls
-      }
-    }
-    const timer = pollRss && !wrapped ? setInterval(poll, 50) : undefined
-    child.on('error', (error) => {
-      clearInterval(timer)
-      reject(error)
-    })
-    child.on('exit', (code, signal) => {
-      const seconds = (performance.now() - started) / 1000
-      clearInterval(timer)
-      child.on('close', () => {
-        const text = Buffer.concat(stdout).toString('utf8')
-        const errors = Buffer.concat(stderr).toString('utf8')
-        if (code !== 0) {
-          reject(
-            new BenchFailure(
-              `${[command, ...commandArgs].join(' ')} exited with ${code ?? signal}\n${errors.trim().slice(-4000)}`,
-            ),
-          )
-          return
-        }
-        const stats = wrapped
-          ? readTimeFile(timeFile)
-          : { peakRss: pollRss ? polled : undefined, cpuSeconds: undefined }
-        resolvePromise({ seconds, ...stats, stdout: text, stderr: errors })
-      })
-    })
-    // The child is a zombie until 'exit' is handled: a poll right before exit still reads it.
-    if (timer) child.once('spawn', poll)
+  return measureProcess(command, commandArgs, {
+    cwd: root,
+    env,
+    pollRss,
+    gnuTime,
+    timeFile: join(paths.measure, `rss-${++measureCount}`),
+    failure: (message) => new BenchFailure(message),
+    onChild: (child) => {
+      running.add(child)
+      child.on('close', () => running.delete(child))
+    },
   })
 }
 
@@ -1505,14 +1464,6 @@ function settle(engine) {
   spawnSync('sync', { stdio: 'ignore' })
 }
 
-/** GNU time output: peak RSS in KiB, user and system CPU seconds. */
-const TIME_FORMAT = '%M %U %S'
-
-function readTimeFile(file) {
-  const [kib, user, system] = readFileSync(file, 'utf8').trim().split('\n').pop().split(' ')
-  return { peakRss: Number(kib) * 1024, cpuSeconds: Number(user) + Number(system) }
-}
-
 /** The sum over every line GNU time appended (-a): one per tool kluis ran. */
 function sumTimeFile(file) {
   let cpuSeconds = 0
@@ -1524,10 +1475,6 @@ function sumTimeFile(file) {
     peakRss = Math.max(peakRss, Number(match[1]) * 1024)
   }
   return { cpuSeconds, peakRss }
-}
-
-function sh(text) {
-  return `'${text.replaceAll("'", "'\\''")}'`
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1545,6 +1492,11 @@ function machine() {
     gpg: spawnSync('gpg', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0],
     zstd: spawnSync('zstd', ['--version'], { encoding: 'utf8' }).stdout.trim(),
   }
+}
+
+/** A ratio as "0.53×"; "n/a" when a run too short to measure left it empty. */
+function times(ratio) {
+  return typeof ratio === 'number' ? `${ratio.toFixed(2)}×` : 'n/a'
 }
 
 function printTable(report) {
@@ -1628,11 +1580,11 @@ function printTable(report) {
   for (const [engine, e] of Object.entries(report.engines)) {
     const name = ENGINE_NAME[engine]
     out(
-      `${name}: throughput kluis / peer: backup ${e.ratios.backupThroughput.toFixed(2)}×, ` +
-        `unchanged ${e.ratios.unchangedBackupThroughput.toFixed(2)}×, restore ${e.ratios.restoreThroughput.toFixed(2)}×` +
+      `${name}: throughput kluis / peer: backup ${times(e.ratios.backupThroughput)}, ` +
+        `unchanged ${times(e.ratios.unchangedBackupThroughput)}, restore ${times(e.ratios.restoreThroughput)}` +
         (e.ratios.backupCpu === null
           ? ''
-          : `; CPU kluis / peer: backup ${e.ratios.backupCpu.toFixed(2)}×, restore ${e.ratios.restoreCpu.toFixed(2)}×`),
+          : `; CPU kluis / peer: backup ${times(e.ratios.backupCpu)}, restore ${times(e.ratios.restoreCpu)}`),
     )
     out(
       `${name}: stored: kluis repository ${formatBytes(e.kluis.repositoryBytes)}, peer ` +
@@ -1653,58 +1605,6 @@ function printTable(report) {
   out(`total time of the bench: ${report.totalSeconds.toFixed(0)} s`)
   if (report.problems.length > 0) out('RESTORE VERIFICATION FAILED (details below)')
   else out('restores verified: row counts and per-table checksums match (kluis and peer)')
-}
-
-/** Summarizes V8 .cpuprofile files: self time by function, per thread. */
-function printProfiles(directory) {
-  for (const phase of readdirSync(directory).sort()) {
-    const phaseDir = join(directory, phase)
-    if (!statSync(phaseDir).isDirectory()) continue
-    for (const name of readdirSync(phaseDir)
-      .filter((n) => n.endsWith('.cpuprofile'))
-      .sort()) {
-      const profile = JSON.parse(readFileSync(join(phaseDir, name), 'utf8'))
-      const byId = new Map(profile.nodes.map((node) => [node.id, node]))
-      const self = new Map()
-      let totalUs = 0
-      for (let i = 0; i < profile.samples.length; i++) {
-        const node = byId.get(profile.samples[i])
-        const delta = profile.timeDeltas[i] ?? 0
-        totalUs += delta
-        const frame = node.callFrame
-        const file = frame.url ? frame.url.split('/').pop() : ''
-        const key = `${frame.functionName || '(anonymous)'} ${file}${file ? `:${frame.lineNumber + 1}` : ''}`
-        self.set(key, (self.get(key) ?? 0) + delta)
-      }
-      out(`\ncpu profile ${phase}/${name}: ${(totalUs / 1e6).toFixed(2)} s sampled, self time:`)
-      for (const [key, us] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
-        out(
-          `  ${(us / 1e6).toFixed(2).padStart(7)} s  ${((100 * us) / totalUs).toFixed(1).padStart(5)} %  ${key}`,
-        )
-      }
-    }
-  }
-  out(`profiles kept in ${directory} (open them in Chrome DevTools or speedscope)`)
-}
-
-function formatBytes(bytes) {
-  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`
-  if (bytes >= MiB) return `${(bytes / MiB).toFixed(1)} MiB`
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(1)} KiB`
-  return `${bytes} B`
-}
-
-function round(value, digits) {
-  const factor = 10 ** digits
-  return Math.round(value * factor) / factor
-}
-
-function readFileSyncSafe(file) {
-  try {
-    return readFileSync(file, 'utf8')
-  } catch {
-    return ''
-  }
 }
 
 function lastLines(text, count = 30) {
