@@ -15,7 +15,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-IEEZITOS.js";
+} from "./chunks/chunk-IKPM4Q6H.js";
 import {
   debug,
   error,

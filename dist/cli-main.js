@@ -21,7 +21,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-IEEZITOS.js";
+} from "./chunks/chunk-IKPM4Q6H.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import "./chunks/chunk-ZXSJ27MH.js";
 import {

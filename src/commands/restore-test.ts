@@ -13,18 +13,11 @@ import type { SnapshotIndex } from '../repository/format.js'
 import type { Repository } from '../repository/repository.js'
 import { type DatabaseUrl, parseDatabaseUrl } from '../sources/database/database-url.js'
 import {
-  MysqlSession,
-  sqlIdentifier as mysqlIdentifier,
-  mysqlTools,
-} from '../sources/database/mysql-tools.js'
-import { postgresTool } from '../sources/database/postgres-tools.js'
-import {
-  PSQL_SCRIPT_OPTIONS,
-  PsqlSession,
-  sqlIdentifier as postgresIdentifier,
-} from '../sources/database/psql-session.js'
-import { CONNECTION_HINT, toolEnvironment } from '../sources/database/tool-process.js'
-import { type SourceContext, type SourceStream, safeFileName } from '../sources/source.js'
+  type SourceContext,
+  type SourceDriver,
+  type SourceStream,
+  safeFileName,
+} from '../sources/source.js'
 import { openRepository, sourceContext } from './common.js'
 import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
 import { type IndexSource, openSource } from './restore.js'
@@ -283,7 +276,7 @@ async function restoreIntoScratch(
     for (const part of databaseParts(source, facts, streams)) {
       const name = `${SCRATCH_DATABASE_PREFIX}${randomBytes(4).toString('hex')}`
       const target = scratch.withDatabase(name)
-      const drop = () => dropScratchDatabase(scheme, scratch, name, context)
+      const drop = () => dropScratchDatabase(driver, scratch, name, context)
       const forget = onInterrupt(drop)
       cleanups.push(async () => {
         forget()
@@ -341,54 +334,13 @@ async function drain(stream: SourceStream): Promise<void> {
   }
 }
 
-/** Drops a scratch database; it may not exist (the restore failed before creating it). */
+/** Drops a scratch database through its driver; it may not exist (the restore failed first). */
 async function dropScratchDatabase(
-  scheme: 'postgres' | 'mysql',
+  driver: SourceDriver,
   scratch: DatabaseUrl,
   name: string,
   context: SourceContext,
 ): Promise<void> {
   if (!name.startsWith(SCRATCH_DATABASE_PREFIX)) throw new Error(`refusing to drop ${name}`)
-  const where = `the scratch database ${name} on ${scratch.host}`
-  if (scheme === 'postgres') {
-    const psql = await postgresTool('psql', undefined, context.env, 'restore-test')
-    const maintenance = scratch.withDatabase('postgres')
-    const session = new PsqlSession({
-      path: psql.path,
-      args: [...PSQL_SCRIPT_OPTIONS, '--no-password', `--dbname=${maintenance.connection.href}`],
-      env: toolEnvironment(context.env, {
-        PGPASSWORD: maintenance.password ?? context.env.PGPASSWORD,
-        PGCONNECT_TIMEOUT: context.env.PGCONNECT_TIMEOUT ?? '30',
-        PGAPPNAME: 'kluis',
-      }),
-      label: `psql dropping ${where}`,
-      redact: maintenance.redact,
-      hint: CONNECTION_HINT,
-    })
-    try {
-      const major = Math.floor(
-        Number(await session.json<string>("SELECT current_setting('server_version_num')")) / 10_000,
-      )
-      // WITH (FORCE) (PostgreSQL 13+) ends a connection a killed pg_restore may have left.
-      await session.execute(
-        `DROP DATABASE IF EXISTS ${postgresIdentifier(name)}${major >= 13 ? ' WITH (FORCE)' : ''}`,
-      )
-    } finally {
-      await session.close()
-    }
-    return
-  }
-  const tools = await mysqlTools(['client'], context.env, 'restore-test')
-  const [client] = tools.client
-  if (!client) throw new Error('mysqlTools returned no client')
-  const session = await MysqlSession.open(scratch, context, 'restore-test.mysql-url')
-  try {
-    await session.query(
-      client,
-      `DROP DATABASE IF EXISTS ${mysqlIdentifier(name)};\n`,
-      `dropping ${where}`,
-    )
-  } finally {
-    await session.close()
-  }
+  await driver.server?.drop(scratch.withDatabase(name), context)
 }

@@ -224,6 +224,21 @@ export const mysqlDriver: SourceDriver<MysqlConfig> = {
         await session.close()
       }
     },
+
+    async drop(target, context): Promise<void> {
+      const [client] = (await mysqlTools(['client'], context.env, '--target')).client
+      if (!client) throw new Error('mysqlTools returned no client')
+      const session = await MysqlSession.open(target.withDatabase(''), context, '--target')
+      try {
+        await session.query(
+          client,
+          `DROP DATABASE IF EXISTS ${sqlIdentifier(target.database ?? '')};\n`,
+          `dropping database ${target.database} on ${serverName(target)}`,
+        )
+      } finally {
+        await session.close()
+      }
+    },
   },
 }
 

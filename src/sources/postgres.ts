@@ -194,6 +194,19 @@ export const postgresDriver: SourceDriver<PostgresConfig> = {
       }
       return { description: descriptions.join('; ') }
     },
+
+    async drop(target, context): Promise<void> {
+      const psql = await postgresTool('psql', undefined, context.env, '--target')
+      const maintenance = target.withDatabase('postgres')
+      const where = `database ${target.database} on ${target.host}`
+      const serverMajor = await withSession(psql, maintenance, context, where, async (session) =>
+        Math.floor(
+          Number(await session.json<string>("SELECT current_setting('server_version_num')")) /
+            10_000,
+        ),
+      )
+      await dropDatabase(psql, maintenance, target.database ?? '', serverMajor, context, where)
+    },
   },
 }
 
@@ -450,12 +463,7 @@ async function restoreDatabase(
     )
   } catch (error) {
     if (!exists) {
-      await withSession(psql, maintenance, context, where, (session) =>
-        // WITH (FORCE) (PostgreSQL 13+) ends the killed pg_restore's connection if it lingers.
-        session.execute(
-          `DROP DATABASE IF EXISTS ${sqlIdentifier(name)}${serverMajor >= 13 ? ' WITH (FORCE)' : ''}`,
-        ),
-      ).catch((dropError) =>
+      await dropDatabase(psql, maintenance, name, serverMajor, context, where).catch((dropError) =>
         context.reporter.warn(
           `could not drop ${where} after the failed restore: ${(dropError as Error).message}`,
         ),
@@ -497,6 +505,23 @@ const USER_OBJECTS_SQL = `SELECT
   + (SELECT count(*) FROM pg_namespace n WHERE ${USER_SCHEMA} AND n.nspname <> 'public')
   + (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')
   + (SELECT count(*) FROM pg_largeobject_metadata)`
+
+/** Drops a database if it exists; `maintenance` is another database on the same server. */
+async function dropDatabase(
+  psql: InstalledTool,
+  maintenance: DatabaseUrl,
+  name: string,
+  serverMajor: number,
+  context: SourceContext,
+  where: string,
+): Promise<void> {
+  await withSession(psql, maintenance, context, where, (session) =>
+    // WITH (FORCE) (PostgreSQL 13+) ends a killed pg_restore's connection if it lingers.
+    session.execute(
+      `DROP DATABASE IF EXISTS ${sqlIdentifier(name)}${serverMajor >= 13 ? ' WITH (FORCE)' : ''}`,
+    ),
+  )
+}
 
 /**
  * Roles and tablespaces through psql. A role that already exists is expected (at least the

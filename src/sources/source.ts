@@ -72,6 +72,8 @@ export interface SourceDriver<C extends SourceConfig = SourceConfig> {
       context: SourceContext,
       options: { force: boolean },
     ): Promise<RestoreSummary>
+    /** Drops the database `target` names, if it exists (a restore test's scratch database). */
+    drop(target: DatabaseUrl, context: SourceContext): Promise<void>
   }
 }
 
