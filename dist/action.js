@@ -3,7 +3,6 @@ import {
   backup,
   check,
   databaseScheme,
-  exitCleanlyOnSignals,
   formatBytes,
   formatDuration,
   formatTime,
@@ -15,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-IKPM4Q6H.js";
+} from "./chunks/chunk-6U7F5CGP.js";
 import {
   debug,
   error,
@@ -29,11 +28,16 @@ import {
   setSecret,
   summary,
   warning
-} from "./chunks/chunk-ZI45W76C.js";
+} from "./chunks/chunk-2BMDG2I6.js";
+import {
+  exitCleanlyOnSignals
+} from "./chunks/chunk-2KNW7CCO.js";
+import "./chunks/chunk-S3HBHCNM.js";
 import "./chunks/chunk-2RNEQBIT.js";
+import "./chunks/chunk-DJGOHILF.js";
 import {
   secretForms
-} from "./chunks/chunk-ZXSJ27MH.js";
+} from "./chunks/chunk-Y65GFRZN.js";
 import {
   ConfigError,
   KluisError,

@@ -3,7 +3,6 @@ import {
   Repository,
   backup,
   check,
-  exitCleanlyOnSignals,
   formatBytes,
   formatDuration,
   formatTime,
@@ -21,9 +20,13 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-IKPM4Q6H.js";
+} from "./chunks/chunk-6U7F5CGP.js";
+import {
+  exitCleanlyOnSignals
+} from "./chunks/chunk-2KNW7CCO.js";
 import "./chunks/chunk-2RNEQBIT.js";
-import "./chunks/chunk-ZXSJ27MH.js";
+import "./chunks/chunk-DJGOHILF.js";
+import "./chunks/chunk-Y65GFRZN.js";
 import {
   ConfigError,
   KluisError,

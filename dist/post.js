@@ -1,8 +1,11 @@
 import { createRequire as __kluisCreateRequire } from 'node:module'; const require = __kluisCreateRequire(import.meta.url);
 import {
-  removeScratch,
+  cleanUpScratch,
+  debug,
+  info,
   warning
-} from "./chunks/chunk-ZI45W76C.js";
+} from "./chunks/chunk-2BMDG2I6.js";
+import "./chunks/chunk-S3HBHCNM.js";
 import {
   errorMessage
 } from "./chunks/chunk-ZX3CBUM6.js";
@@ -10,7 +13,11 @@ import "./chunks/chunk-IPUA4CZY.js";
 
 // src/action/post.ts
 try {
-  removeScratch();
+  await cleanUpScratch({
+    info: (message) => info(message),
+    warn: (message) => warning(message),
+    debug: (message) => debug(message)
+  });
 } catch (error) {
-  warning(`kluis could not remove its temporary files: ${errorMessage(error)}`);
+  warning(`kluis could not clean up after itself: ${errorMessage(error)}`);
 }

@@ -1,115 +1,22 @@
-import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { parse as parseYaml } from 'yaml'
+import {
+  type ActionYml,
+  readActionYml,
+  root,
+  runAction,
+  runPostStep,
+} from './support/action-runner.js'
 import { createProject, exampleConfig, type Project, sqlite } from './support/project.js'
-
-/**
- * Runs the bundled action (dist/action.js) the way the runner does: a Node 24 child process
- * with INPUT_* variables (action.yml defaults filled in), GITHUB_OUTPUT and GITHUB_STEP_SUMMARY
- * files, and RUNNER_TEMP. Exit code, log, outputs and summary are what a workflow would see.
- */
-
-const root = resolve(import.meta.dirname, '..')
-const bundle = join(root, 'dist', 'action.js')
-
-interface ActionYml {
-  runs: { using: string; main: string }
-  inputs: Record<string, { required?: boolean; default?: string }>
-  outputs: Record<string, { description: string }>
-}
 
 let actionYml: ActionYml
 
 beforeAll(async () => {
-  // The test runs what the runner runs: the bundle (`npm test` rebuilds it first, see pretest).
-  actionYml = parseYaml(await readFile(join(root, 'action.yml'), 'utf8')) as ActionYml
+  actionYml = await readActionYml()
 })
-
-interface ActionRun {
-  code: number | null
-  stdout: string
-  stderr: string
-  outputs: Record<string, string>
-  /** What the main step saved for the post step (GITHUB_STATE). */
-  state: Record<string, string>
-  summary: string
-}
-
-async function runAction(
-  cwd: string,
-  inputs: Record<string, string>,
-  env: Record<string, string> = {},
-): Promise<ActionRun> {
-  const runnerTemp = await mkdtemp(join(tmpdir(), 'kluis-runner-'))
-  try {
-    const outputFile = join(runnerTemp, 'output.txt')
-    const stateFile = join(runnerTemp, 'state.txt')
-    await writeFile(stateFile, '')
-    const summaryFile = join(runnerTemp, 'summary.md')
-    await writeFile(outputFile, '')
-    await writeFile(summaryFile, '')
-    const defaults = Object.entries(actionYml.inputs).flatMap(([name, input]) =>
-      input.default === undefined ? [] : [[name, input.default] as const],
-    )
-    const inputEnv = Object.fromEntries(
-      Object.entries({ ...Object.fromEntries(defaults), ...inputs }).map(([name, value]) => [
-        `INPUT_${name.replace(/ /g, '_').toUpperCase()}`,
-        value,
-      ]),
-    )
-    const result = spawnSync(process.execPath, [bundle], {
-      cwd,
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: {
-        ...cleanEnv(),
-        ...inputEnv,
-        GITHUB_OUTPUT: outputFile,
-        GITHUB_STATE: stateFile,
-        GITHUB_STEP_SUMMARY: summaryFile,
-        RUNNER_TEMP: runnerTemp,
-        ...env,
-      },
-    })
-    return {
-      code: result.status,
-      stdout: result.stdout,
-      stderr: result.stderr,
-      outputs: parseOutputs(await readFile(outputFile, 'utf8')),
-      state: parseOutputs(await readFile(stateFile, 'utf8')),
-      summary: await readFile(summaryFile, 'utf8'),
-    }
-  } finally {
-    await rm(runnerTemp, { recursive: true, force: true })
-  }
-}
-
-/** This process's environment without anything that would change what the action does. */
-function cleanEnv(): NodeJS.ProcessEnv {
-  return Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !/^(INPUT_|KLUIS_|GITHUB_|RUNNER_)/.test(name)),
-  )
-}
-
-/** GITHUB_OUTPUT holds `name<<DELIMITER\nvalue\nDELIMITER` blocks. */
-function parseOutputs(text: string): Record<string, string> {
-  const outputs: Record<string, string> = {}
-  const lines = text.split('\n')
-  for (let i = 0; i < lines.length; i++) {
-    const match = /^([^<]+)<<(.+)$/.exec(lines[i] ?? '')
-    if (!match) continue
-    const [, name, delimiter] = match as unknown as [string, string, string]
-    const end = lines.indexOf(delimiter, i + 1)
-    expect(end, `unterminated output ${name}`).toBeGreaterThan(i)
-    outputs[name] = lines.slice(i + 1, end).join('\n')
-    i = end
-  }
-  return outputs
-}
 
 function secretLines(secret: string): string[] {
   return secret
@@ -347,15 +254,36 @@ describe('the action, run like the runner runs it', () => {
       expect(scratch.startsWith(runnerTemp)).toBe(true)
       // What a cancelled run leaves: a database copy in the scratch folder.
       await writeFile(join(scratch, 'app.db'), 'a copy of the database')
-      const post = spawnSync(process.execPath, [join(root, 'dist', 'post.js')], {
-        env: { ...cleanEnv(), STATE_scratch: scratch },
-        encoding: 'utf8',
-      })
-      expect(post.status, post.stdout + post.stderr).toBe(0)
+      const post = await runPostStep({ scratch })
+      expect(post.code, post.stdout + post.stderr).toBe(0)
       expect(post.stdout).toContain("removed kluis's temporary files")
       expect(existsSync(scratch)).toBe(false)
+      expect(existsSync(runnerTemp)).toBe(true)
     } finally {
       await rm(runnerTemp, { recursive: true, force: true })
+    }
+  })
+
+  it("keeps its temporary files in a folder of its own inside the workflow's KLUIS_TMPDIR", async () => {
+    project = await createProject()
+    expect((await project.run(['init'])).code).toBe(0)
+    const workflowTemp = await mkdtemp(join(tmpdir(), 'kluis-workflow-tmp-'))
+    try {
+      await writeFile(join(workflowTemp, 'belongs-to-the-workflow'), 'keep me')
+      const run = await runAction(
+        project.dir,
+        { command: 'backup' },
+        { KLUIS_TMPDIR: workflowTemp },
+      )
+      expect(run.code, run.stdout).toBe(0)
+      const scratch = run.state.scratch ?? ''
+      expect(scratch.startsWith(`${workflowTemp}/kluis-`)).toBe(true)
+      const post = await runPostStep({ scratch })
+      expect(post.code, post.stdout + post.stderr).toBe(0)
+      expect(existsSync(scratch)).toBe(false)
+      expect(await readdir(workflowTemp)).toEqual(['belongs-to-the-workflow'])
+    } finally {
+      await rm(workflowTemp, { recursive: true, force: true })
     }
   })
 

@@ -1,7 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
-import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ConfigError, StorageError } from '../src/core/errors.js'
@@ -9,6 +7,7 @@ import { openStorage } from '../src/storage/open.js'
 import { S3Storage } from '../src/storage/s3.js'
 import { ObjectNotFoundError, type StorageSettings } from '../src/storage/storage.js'
 import { storageContract } from './storage-contract.js'
+import { type Fake, type Handler, reply, startFake } from './support/fake-s3.js'
 import { createProject, exampleConfig, type Project, sqlite } from './support/project.js'
 import {
   type S3Server,
@@ -168,71 +167,6 @@ describe('s3 storage on s3rver', () => {
     expect(probes).toBe(0)
   })
 })
-
-// ---------------------------------------------------------------------------------------------
-// A fake S3 for what s3rver does not do: conditional writes, object lock, faults.
-
-interface Seen {
-  method: string
-  path: string
-  headers: IncomingHttpHeaders
-  body: Buffer
-}
-type Handler = (request: Seen, response: ServerResponse) => void
-
-interface Fake {
-  endpoint: string
-  seen: Seen[]
-  handle: Handler
-  close(): Promise<void>
-}
-
-async function startFake(): Promise<Fake> {
-  const fake: Fake = {
-    endpoint: '',
-    seen: [],
-    handle: (_, response) => reply(response, 500, 'InternalError'),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  }
-  const server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = []
-    request.on('data', (chunk: Buffer) => chunks.push(chunk))
-    request.on('end', () => {
-      const seen = {
-        method: request.method ?? '',
-        path: request.url ?? '',
-        headers: request.headers,
-        body: Buffer.concat(chunks),
-      }
-      fake.seen.push(seen)
-      fake.handle(seen, response)
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  fake.endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
-  return fake
-}
-
-function reply(
-  response: ServerResponse,
-  status: number,
-  code?: string,
-  extra: Record<string, string> = {},
-  headers: Record<string, string> = {},
-): void {
-  const fields = Object.entries(extra)
-    .map(([name, value]) => `<${name}>${value}</${name}>`)
-    .join('')
-  const body = code
-    ? `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} message</Message>${fields}<RequestId>req-1</RequestId></Error>`
-    : ''
-  response.writeHead(status, {
-    ...(body ? { 'content-type': 'application/xml' } : {}),
-    'content-length': String(Buffer.byteLength(body)),
-    ...headers,
-  })
-  response.end(body)
-}
 
 describe('s3 storage against a fake S3', () => {
   let fake: Fake

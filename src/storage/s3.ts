@@ -12,13 +12,13 @@ import {
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   type PutObjectCommandInput,
-  S3Client,
-  type S3ClientConfig,
+  type S3Client,
   type StorageClass,
 } from '@aws-sdk/client-s3'
 import { Upload } from '@aws-sdk/lib-storage'
 import { StorageError } from '../core/errors.js'
 import { deleteRightsWarning } from './delete-probe.js'
+import { createS3Client } from './s3-client.js'
 import {
   isConditionalConflict,
   isNotFound,
@@ -30,6 +30,8 @@ import {
   s3Failure,
   storageFailure,
 } from './s3-errors.js'
+import { watchMultipartUploads } from './s3-multipart.js'
+import { MultipartJournal } from './s3-multipart-journal.js'
 import { endpointHost, parseS3Url } from './s3-url.js'
 import {
   isBulkData,
@@ -43,8 +45,6 @@ const DEFAULT_CONCURRENCY = 8
 /** Larger objects go up in parts: a lost connection costs one part, not the whole object. */
 const MULTIPART_THRESHOLD = 16 * 1024 * 1024
 const PART_SIZE = 8 * 1024 * 1024
-/** The SDK's own retries (exponential backoff with jitter) for 5xx, throttling, resets, timeouts. */
-const MAX_ATTEMPTS = 8
 /** Our retries where the SDK's do not reach: a body cut off mid-read, a 409 between writers. */
 const OWN_ATTEMPTS = 5
 const DAY_MS = 24 * 60 * 60 * 1000
@@ -89,29 +89,14 @@ export class S3Storage implements StorageBackend {
     this.secrets = [env, process.env].flatMap((e) =>
       [e.AWS_SECRET_ACCESS_KEY, e.AWS_SESSION_TOKEN].filter((s): s is string => !!s),
     )
-    const config: S3ClientConfig = {
-      region: this.region,
-      forcePathStyle: settings.pathStyle ?? false,
-      maxAttempts: MAX_ATTEMPTS,
-      retryMode: 'standard',
-      requestHandler: {
-        connectionTimeout: 10_000,
-        // An idle timeout: a request that makes no progress for this long (a stalled upload)
-        // is abandoned, and the SDK retries it. (requestTimeout would cap the total time and,
-        // in this SDK, only log a warning unless told to throw.)
-        socketTimeout: (settings.timeout ?? 120) * 1000,
-      },
-    }
-    if (settings.endpoint) {
-      // S3-compatible services differ in how they take the SDK's default checksums (s3rver
-      // stores the aws-chunked framing inside the object), so they get plain payloads and
-      // checksums only where an operation requires them. AWS keeps the SDK defaults. Integrity
-      // never depends on this: every chunk carries its own HMAC and every index a signature.
-      config.endpoint = settings.endpoint
-      config.requestChecksumCalculation = 'WHEN_REQUIRED'
-      config.responseChecksumValidation = 'WHEN_REQUIRED'
-    }
-    this.client = new S3Client(config)
+    this.client = createS3Client(settings, this.region)
+    // Large objects go up in parts: aborted on interrupt, journaled for a cleanup after a kill.
+    const journal = env.KLUIS_MULTIPART_JOURNAL
+    watchMultipartUploads(
+      this.client,
+      { endpoint: settings.endpoint, region: this.region, pathStyle: settings.pathStyle ?? false },
+      journal ? new MultipartJournal(journal) : undefined,
+    )
   }
 
   async create(): Promise<'created' | 'exists'> {

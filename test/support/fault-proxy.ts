@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, request } from 'node:http'
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 
 /** What the proxy does to one request instead of forwarding it. */
@@ -24,6 +24,11 @@ export interface FaultProxy {
   requests: number
   /** Decides the fault for each request (or none); can be replaced while running. */
   decide: (request: IncomingMessage, count: number) => Fault | undefined
+  /**
+   * Answers a request in the server's place (returns true), for what the server behind does
+   * not implement; can be replaced while running.
+   */
+  answer: (request: IncomingMessage, response: ServerResponse) => boolean
   stop(): Promise<void>
 }
 
@@ -40,6 +45,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     injected: new Map(),
     requests: 0,
     decide: () => undefined,
+    answer: () => false,
     stop: async () => {
       for (const socket of sockets) socket.destroy()
       await new Promise<void>((resolve) => server.close(() => resolve()))
@@ -47,6 +53,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   }
   const server = createServer((incoming, outgoing) => {
     proxy.requests++
+    if (proxy.answer(incoming, outgoing)) return
     const fault = proxy.decide(incoming, proxy.requests)
     if (fault) proxy.injected.set(fault, (proxy.injected.get(fault) ?? 0) + 1)
     switch (fault) {
