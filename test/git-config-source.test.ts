@@ -413,6 +413,64 @@ describe('git-config source: a bare repository through file://', () => {
   })
 })
 
+describe('git-config source: restore-test', () => {
+  let project: Project
+  let root: string
+  let bare: string
+
+  beforeAll(async () => {
+    root = await mkdtemp(join(tmpdir(), 'kluis-git-'))
+    bare = await createBareRepository(root, 'backups.git')
+    project = await createProject({ config: gitConfigYaml({ remote: `file://${bare}` }) })
+    await writeFiles(project.dir, VERSION_1)
+    expect((await project.run(['init'], kluisEnv(project))).code).toBe(0)
+  })
+  afterAll(async () => {
+    await project.cleanup()
+    await rm(root, { recursive: true, force: true })
+  })
+
+  it('verifies every file of the recorded commit; a force-push that removed the commit fails it', async () => {
+    const backup = await project.run(['backup', '--json'], kluisEnv(project))
+    expect(backup.code, backup.stderr).toBe(0)
+    const commit = await recordedCommit(project, JSON.parse(backup.stdout).snapshotId)
+    const restoreTest = async () => {
+      const run = await project.run(
+        ['restore-test', '--key', 'keys/reader.key', '--report', 'report.json'],
+        kluisEnv(project),
+      )
+      const report = JSON.parse(await readFile(join(project.dir, 'report.json'), 'utf8'))
+      return { run, report }
+    }
+
+    const passed = await restoreTest()
+    expect(passed.run.code, passed.run.stderr).toBe(0)
+    expect(passed.report.sources).toEqual([
+      expect.objectContaining({
+        name: 'config',
+        type: 'git-config',
+        passed: true,
+        detail: `${EXPECTED_TREE_1.length} files from commit ${commit.slice(0, 12)} (${SECRETS.length} decrypted)`,
+      }),
+    ])
+
+    // Someone force-pushes an unrelated history over the branch, and the old commit is gone.
+    const emptyTree = gitIn(bare, ['mktree'], { input: '' }).trim()
+    const rewritten = gitIn(bare, ['commit-tree', emptyTree, '-m', 'rewritten']).trim()
+    gitIn(bare, ['update-ref', 'refs/heads/main', rewritten])
+    gitIn(bare, ['reflog', 'expire', '--expire=now', '--all'])
+    gitIn(bare, ['gc', '--prune=now', '--quiet'])
+
+    const failed = await restoreTest()
+    expect(failed.run.code).toBe(1)
+    expect(failed.report.passed).toBe(false)
+    expect(failed.report.failures).toEqual([
+      expect.stringContaining(`commit ${commit} is not in the backups repository`),
+    ])
+    expect(failed.run.stdout + failed.run.stderr).toContain(`commit ${commit}`)
+  })
+})
+
 describe('git-config source: restore at a point in time', () => {
   let project: Project
   let root: string

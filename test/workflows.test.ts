@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
@@ -122,5 +124,130 @@ describe('workflows and action.yml', () => {
     }
     const description = action.inputs.command?.description ?? ''
     for (const command of COMMANDS) expect(description).toContain(command)
+  })
+})
+
+/**
+ * restore-test.yml's failure step, run as actions/github-script runs it (an async function of
+ * github, context, core, require), against an in-memory issue tracker. One open issue collects
+ * every failure.
+ */
+describe("restore-test.yml's failure report", () => {
+  interface Issue {
+    number: number
+    title: string
+    body: string
+    state: 'open' | 'closed'
+    creator: string
+    labels: string[]
+    comments: string[]
+    pull_request?: object
+  }
+  const step = workflows
+    .find((w) => w.name === 'restore-test.yml')
+    ?.parsed.jobs['restore-test']?.steps.find((s) => s.uses?.startsWith('actions/github-script'))
+  const script = String(step?.with?.script ?? '')
+
+  function tracker(issues: Issue[]) {
+    const issue = (number: number) => {
+      const found = issues.find((i) => i.number === number)
+      if (!found) throw new Error(`no issue #${number}`)
+      return found
+    }
+    const listForRepo = async (params: { state: string; creator?: string }) => ({
+      data: issues.filter(
+        (i) => i.state === params.state && (!params.creator || i.creator === params.creator),
+      ),
+    })
+    return {
+      paginate: async (list: typeof listForRepo, params: Parameters<typeof listForRepo>[0]) =>
+        (await list(params)).data,
+      rest: {
+        issues: {
+          listForRepo,
+          create: async (params: { title: string; body: string; labels?: string[] }) => {
+            const created: Issue = {
+              number: issues.length + 1,
+              title: params.title,
+              body: params.body,
+              state: 'open',
+              creator: 'github-actions[bot]',
+              labels: params.labels ?? [],
+              comments: [],
+            }
+            issues.push(created)
+            return { data: created }
+          },
+          createComment: async (params: { issue_number: number; body: string }) => {
+            issue(params.issue_number).comments.push(params.body)
+            return { data: {} }
+          },
+        },
+      },
+    }
+  }
+
+  async function reportFailure(issues: Issue[], reportPath: string | undefined): Promise<void> {
+    const AsyncFunction = Object.getPrototypeOf(async () => {}).constructor as new (
+      ...args: string[]
+    ) => (...values: unknown[]) => Promise<void>
+    const saved = { ...process.env }
+    process.env.REPORT_PATH = reportPath ?? ''
+    process.env.RUN_URL = 'https://github.com/acme/app/actions/runs/42'
+    try {
+      const run = new AsyncFunction('github', 'context', 'core', 'require', script)
+      await run(
+        tracker(issues),
+        { repo: { owner: 'acme', repo: 'app' } },
+        { info: () => undefined },
+        createRequire(import.meta.url),
+      )
+    } finally {
+      process.env.REPORT_PATH = saved.REPORT_PATH
+      process.env.RUN_URL = saved.RUN_URL
+      if (saved.REPORT_PATH === undefined) delete process.env.REPORT_PATH
+      if (saved.RUN_URL === undefined) delete process.env.RUN_URL
+    }
+  }
+
+  it('opens one issue with the report, then comments on it, and opens a new one once it is closed', async () => {
+    expect(script).toContain('github.rest.issues')
+    const dir = mkdtempSync(join(tmpdir(), 'kluis-report-'))
+    try {
+      const report = join(dir, 'report.json')
+      // A file name in the report that tries to close the code fence.
+      writeFileSync(report, JSON.stringify({ passed: false, failures: ['file ```x``` gone'] }))
+      const issues: Issue[] = [
+        {
+          number: 1,
+          title: 'kluis restore test failed',
+          body: 'opened by a person',
+          state: 'open',
+          creator: 'someone',
+          labels: [],
+          comments: [],
+        },
+      ]
+
+      await reportFailure(issues, report)
+      expect(issues).toHaveLength(2)
+      const opened = issues[1] as Issue
+      expect(opened.title).toBe('kluis restore test failed')
+      expect(opened.body).toContain('https://github.com/acme/app/actions/runs/42')
+      expect(opened.body).toContain('file ```x``` gone')
+      expect(opened.body).toMatch(/^````json$/m)
+      expect(opened.labels).toEqual(['kluis-restore-test'])
+
+      await reportFailure(issues, undefined)
+      expect(issues).toHaveLength(2)
+      expect(opened.comments).toEqual([expect.stringContaining('no report')])
+
+      opened.state = 'closed'
+      await reportFailure(issues, report)
+      expect(issues).toHaveLength(3)
+      expect(issues[2]?.state).toBe('open')
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
