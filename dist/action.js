@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-6U7F5CGP.js";
+} from "./chunks/chunk-SRWJRAEA.js";
 import {
   debug,
   error,

@@ -20,7 +20,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-6U7F5CGP.js";
+} from "./chunks/chunk-SRWJRAEA.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";

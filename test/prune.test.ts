@@ -4,8 +4,11 @@ import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { check } from '../src/commands/check.js'
+import { whileReading } from '../src/commands/locking.js'
 import { loadConfig } from '../src/config/config.js'
 import { silentReporter } from '../src/core/reporter.js'
+import { RepositoryLock } from '../src/repository/locks.js'
+import { LocalStorage } from '../src/storage/local.js'
 import { type CliRun, createProject, exampleConfig, type Project } from './support/project.js'
 
 const cli = new URL('../dist/cli.js', import.meta.url).pathname
@@ -224,6 +227,52 @@ describe('prune, locks and monitoring', () => {
       expect(restored.code, restored.stderr).toBe(0)
     }
   }, 180_000)
+
+  it('a restore waits for a running prune, and a prune for a running restore', async () => {
+    project = await createProject({ config: withRetention('{ keep-last: 1 }') })
+    expect((await project.run(['init'])).code).toBe(0)
+    await backupAt('2026-11-20T06:00:00Z')
+    await backupAt('2026-11-21T06:00:00Z')
+    const [oldest] = await snapshots()
+    const storage = new LocalStorage(join(project.dir, 'backup-repo'))
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 1000))
+
+    // A prune holds the repository: restoring the snapshot it may be removing waits for it.
+    const prune = await RepositoryLock.acquire(storage, { kind: 'exclusive', command: 'prune' })
+    let restoreDone = false
+    const restoring = project
+      .run(['restore', '--snapshot', oldest?.id ?? '', '--target', 'r', '--key', 'keys/reader.key'])
+      .finally(() => {
+        restoreDone = true
+      })
+    await pause()
+    expect(restoreDone).toBe(false)
+    await prune.release()
+    const restored = await restoring
+    expect(restored.code, restored.stderr).toBe(0)
+    expect(restored.stdout + restored.stderr).toMatch(/waiting for prune on .+ \(pid \d+\)/)
+
+    // A restore is reading: the prune that would remove its snapshot waits until it is done.
+    let finishReading = () => {}
+    const reading = whileReading(storage, 'restore', silentReporter, async () => {
+      await new Promise<void>((resolve) => {
+        finishReading = resolve
+      })
+      return (await snapshots()).length
+    })
+    let pruneDone = false
+    const pruning = project.run(['prune']).finally(() => {
+      pruneDone = true
+    })
+    await pause()
+    expect(pruneDone).toBe(false)
+    finishReading()
+    expect(await reading).toBe(2)
+    const pruned = await pruning
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(pruned.stdout + pruned.stderr).toContain('waiting for restore')
+    expect(await snapshots()).toHaveLength(1)
+  }, 60_000)
 
   it('a backup killed with SIGKILL leaves a lock that expires; unlock --stale-only removes it', async () => {
     project = await createProject({ config: withRetention('{ keep-last: 2 }') })

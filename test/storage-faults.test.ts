@@ -127,4 +127,45 @@ describe('backups through a flaky network (S3 behind a fault-injecting proxy)', 
     expect(uploads?.dataAdded).toBeLessThan(8 * 1024 * 1024)
     expect(await snapshotCount()).toBe(before + 1)
   }, 180_000)
+
+  it('restores and checks with credentials that may only read: a warning, and no lock', async () => {
+    // Every write is refused, as with a read-only IAM policy or SAS.
+    const refused: string[] = []
+    proxy.answer = (request, response) => {
+      if (request.method !== 'PUT' && request.method !== 'DELETE' && request.method !== 'POST') {
+        return false
+      }
+      refused.push(`${request.method} ${request.url}`)
+      request.resume()
+      response.writeHead(403, { 'content-type': 'application/xml' })
+      response.end(
+        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>',
+      )
+      return true
+    }
+    try {
+      const restored = await project.run([
+        'restore',
+        '--source',
+        'uploads',
+        '--target',
+        'read-only-restore',
+        '--key',
+        'keys/reader.key',
+      ])
+      expect(restored.code, restored.stderr).toBe(0)
+      expect(restored.stderr).toMatch(
+        /restore runs without a repository lock, which it could not write \(.*AccessDenied/,
+      )
+      expect(await sha256(join(project.dir, 'read-only-restore', 'uploads', 'first.bin'))).toBe(
+        await sha256(join(project.dir, 'data', 'uploads', 'first.bin')),
+      )
+      const checked = await project.run(['check'])
+      expect(checked.code, checked.stdout + checked.stderr).toBe(0)
+      expect(checked.stdout + checked.stderr).toContain('check runs without a repository lock')
+      expect(refused.some((r) => r.includes('/locks/'))).toBe(true)
+    } finally {
+      proxy.answer = () => false
+    }
+  }, 60_000)
 })

@@ -14,6 +14,7 @@ import { decodeChunk } from '../repository/chunk-codec.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import type { Repository } from '../repository/repository.js'
 import { openRepository } from './common.js'
+import { whileReading } from './locking.js'
 import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
 
 export interface CheckOptions {
@@ -70,101 +71,104 @@ export async function check(
     ? await loadReaderPrivateKeys(options.keyPaths ?? [], env)
     : undefined
   const repository = await openRepository(config, env)
-  const problems: string[] = []
-  const record = (error: unknown) => {
-    if (error instanceof IntegrityError || error instanceof KeyError) problems.push(error.message)
-    else throw error
-  }
-
-  const indexes: SnapshotIndex[] = []
-  for (const id of await repository.listSnapshotIds()) {
-    await repository.readIndex(id, writer).then((index) => indexes.push(index), record)
-  }
-  reporter.info(`${indexes.length} snapshot(s) with a valid signature`)
-
-  const stored = await repository.listChunks()
-  const referenced = new Map<string, { size: number; group: string }>()
-  const missing = new Set<string>()
-  for (const index of indexes) {
-    for (const [group, recorded] of Object.entries(index.manifests)) {
-      const object = objectNames.manifest(index.id, group)
-      const actual = await repository.storage.stat(object)
-      if (actual?.size !== recorded.size) {
-        problems.push(`${object}: ${actual ? 'has the wrong size' : 'is missing'}`)
-      }
+  return whileReading(repository.storage, 'check', reporter, async () => {
+    const problems: string[] = []
+    const record = (error: unknown) => {
+      if (error instanceof IntegrityError || error instanceof KeyError) problems.push(error.message)
+      else throw error
     }
-    for (const source of index.sources) {
-      for (const stream of source.streams) {
-        for (const [id, size, storedSize] of stream.chunks) {
-          referenced.set(id, { size, group: source.group })
-          const actual = stored.get(id)
-          if (actual === undefined) {
-            missing.add(id)
-            problems.push(
-              `${objectNames.chunk(id)}: is missing (snapshot ${index.id.slice(0, 8)}, source ${source.name})`,
-            )
-          } else if (actual !== storedSize) {
-            problems.push(
-              `${objectNames.chunk(id)}: has size ${actual}, the index records ${storedSize}`,
-            )
+
+    const indexes: SnapshotIndex[] = []
+    for (const id of await repository.listSnapshotIds()) {
+      await repository.readIndex(id, writer).then((index) => indexes.push(index), record)
+    }
+    reporter.info(`${indexes.length} snapshot(s) with a valid signature`)
+
+    const stored = await repository.listChunks()
+    const referenced = new Map<string, { size: number; group: string }>()
+    const missing = new Set<string>()
+    for (const index of indexes) {
+      for (const [group, recorded] of Object.entries(index.manifests)) {
+        const object = objectNames.manifest(index.id, group)
+        const actual = await repository.storage.stat(object)
+        if (actual?.size !== recorded.size) {
+          problems.push(`${object}: ${actual ? 'has the wrong size' : 'is missing'}`)
+        }
+      }
+      for (const source of index.sources) {
+        for (const stream of source.streams) {
+          for (const [id, size, storedSize] of stream.chunks) {
+            referenced.set(id, { size, group: source.group })
+            const actual = stored.get(id)
+            if (actual === undefined) {
+              missing.add(id)
+              problems.push(
+                `${objectNames.chunk(id)}: is missing (snapshot ${index.id.slice(0, 8)}, source ${source.name})`,
+              )
+            } else if (actual !== storedSize) {
+              problems.push(
+                `${objectNames.chunk(id)}: has size ${actual}, the index records ${storedSize}`,
+              )
+            }
           }
         }
       }
     }
-  }
 
-  let chunksRead = 0
-  if (readerKeys) {
-    // Every manifest must decrypt and verify; they also carry each group's dedup key.
-    const dedupKeys = new Map<string, Buffer>()
-    for (const index of indexes) {
-      for (const group of Object.keys(index.manifests)) {
-        await repository.readManifest(index, group, readerKeys, writer).then((manifest) => {
-          if (!dedupKeys.has(group)) dedupKeys.set(group, Buffer.from(manifest.dedupKey, 'base64'))
-        }, record)
+    let chunksRead = 0
+    if (readerKeys) {
+      // Every manifest must decrypt and verify; they also carry each group's dedup key.
+      const dedupKeys = new Map<string, Buffer>()
+      for (const index of indexes) {
+        for (const group of Object.keys(index.manifests)) {
+          await repository.readManifest(index, group, readerKeys, writer).then((manifest) => {
+            if (!dedupKeys.has(group))
+              dedupKeys.set(group, Buffer.from(manifest.dedupKey, 'base64'))
+          }, record)
+        }
+      }
+      const opener = new ChunkOpener(readerKeys)
+      const toRead = subset(
+        [...referenced].filter(([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)),
+        options.readDataSubset ?? 1,
+      )
+      const results = mapOrdered(toRead, READ_CONCURRENCY, ([id, chunk]) =>
+        readChunk(repository, opener, id, chunk.size, dedupKeys.get(chunk.group) as Buffer).then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+      )
+      for await (const error of results) {
+        chunksRead++
+        if (error) record(error)
       }
     }
-    const opener = new ChunkOpener(readerKeys)
-    const toRead = subset(
-      [...referenced].filter(([id, chunk]) => !missing.has(id) && dedupKeys.get(chunk.group)),
-      options.readDataSubset ?? 1,
-    )
-    const results = mapOrdered(toRead, READ_CONCURRENCY, ([id, chunk]) =>
-      readChunk(repository, opener, id, chunk.size, dedupKeys.get(chunk.group) as Buffer).then(
-        () => undefined,
-        (error: unknown) => error,
-      ),
-    )
-    for await (const error of results) {
-      chunksRead++
-      if (error) record(error)
-    }
-  }
 
-  const now = options.now ?? new Date()
-  const maxAge = options.maxAge ?? config.objectives.rpo
-  const ages = sourceAges(config, indexes, now)
-  if (maxAge !== undefined) problems.push(...rpoFailures(ages, maxAge, 'RPO'))
-  const warnings = [
-    ...(await repository.storage.posture(RETENTION_DAYS)).map((warning) => `storage: ${warning}`),
-    ...(await keyAgeWarnings(config, now)),
-  ]
-  for (const warning of warnings) reporter.warn(warning)
-  const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
-  if (unreferencedChunks > 0) {
-    reporter.info(
-      `${unreferencedChunks} chunk(s) are not referenced by any snapshot (an interrupted backup; prune removes them)`,
-    )
-  }
-  return {
-    snapshots: indexes.length,
-    chunksReferenced: referenced.size,
-    chunksRead,
-    unreferencedChunks,
-    problems,
-    warnings,
-    newestSnapshotAgeHours: stalestAgeHours(ages),
-  }
+    const now = options.now ?? new Date()
+    const maxAge = options.maxAge ?? config.objectives.rpo
+    const ages = sourceAges(config, indexes, now)
+    if (maxAge !== undefined) problems.push(...rpoFailures(ages, maxAge, 'RPO'))
+    const warnings = [
+      ...(await repository.storage.posture(RETENTION_DAYS)).map((warning) => `storage: ${warning}`),
+      ...(await keyAgeWarnings(config, now)),
+    ]
+    for (const warning of warnings) reporter.warn(warning)
+    const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
+    if (unreferencedChunks > 0) {
+      reporter.info(
+        `${unreferencedChunks} chunk(s) are not referenced by any snapshot (an interrupted backup; prune removes them)`,
+      )
+    }
+    return {
+      snapshots: indexes.length,
+      chunksReferenced: referenced.size,
+      chunksRead,
+      unreferencedChunks,
+      problems,
+      warnings,
+      newestSnapshotAgeHours: stalestAgeHours(ages),
+    }
+  })
 }
 
 async function readChunk(

@@ -19,6 +19,7 @@ import {
   safeFileName,
 } from '../sources/source.js'
 import { openRepository, sourceContext } from './common.js'
+import { whileReading } from './locking.js'
 import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
 import { type IndexSource, openSource } from './restore.js'
 import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
@@ -95,77 +96,79 @@ export async function restoreTest(
   const writer = await loadWriterPublicKey(config)
   const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env)
   const repository = await openRepository(config, env)
-  const choice: SnapshotChoice = {
-    ...(options.snapshot ? { snapshot: options.snapshot } : {}),
-    ...(options.at ? { at: options.at } : {}),
-  }
-  const chosen = await selectSnapshot(repository, writer, choice)
-  const failures: string[] = []
-  const indexes = await signedIndexes(repository, writer, failures)
-  const run: Run = {
-    config,
-    repository,
-    opener: new ChunkOpener(readerKeys),
-    readerKeys,
-    writer,
-    context: sourceContext(config, reporter, env),
-  }
-
-  const sources: RestoreTestSource[] = []
-  for (const source of chosen.sources) sources.push(await testSource(run, chosen, source))
-  const rtoSeconds = sources.reduce((sum, s) => sum + s.seconds, 0)
-
-  let older: SnapshotIndex | undefined
-  if (options.alsoRandomOlder) {
-    const candidates = indexes.filter(
-      (index) =>
-        index.id !== chosen.id &&
-        (index.time < chosen.time || (index.time === chosen.time && index.id < chosen.id)),
-    )
-    older = candidates.length > 0 ? candidates[randomInt(candidates.length)] : undefined
-    if (older) {
-      reporter.info(`also testing the older snapshot ${older.id.slice(0, 8)} of ${older.time}`)
-      for (const source of older.sources) sources.push(await testSource(run, older, source))
-    } else {
-      reporter.info('there is no older signed snapshot to test')
+  return whileReading(repository.storage, 'restore-test', reporter, async () => {
+    const choice: SnapshotChoice = {
+      ...(options.snapshot ? { snapshot: options.snapshot } : {}),
+      ...(options.at ? { at: options.at } : {}),
     }
-  }
-  for (const source of sources) {
-    if (!source.passed) {
+    const chosen = await selectSnapshot(repository, writer, choice)
+    const failures: string[] = []
+    const indexes = await signedIndexes(repository, writer, failures)
+    const run: Run = {
+      config,
+      repository,
+      opener: new ChunkOpener(readerKeys),
+      readerKeys,
+      writer,
+      context: sourceContext(config, reporter, env),
+    }
+
+    const sources: RestoreTestSource[] = []
+    for (const source of chosen.sources) sources.push(await testSource(run, chosen, source))
+    const rtoSeconds = sources.reduce((sum, s) => sum + s.seconds, 0)
+
+    let older: SnapshotIndex | undefined
+    if (options.alsoRandomOlder) {
+      const candidates = indexes.filter(
+        (index) =>
+          index.id !== chosen.id &&
+          (index.time < chosen.time || (index.time === chosen.time && index.id < chosen.id)),
+      )
+      older = candidates.length > 0 ? candidates[randomInt(candidates.length)] : undefined
+      if (older) {
+        reporter.info(`also testing the older snapshot ${older.id.slice(0, 8)} of ${older.time}`)
+        for (const source of older.sources) sources.push(await testSource(run, older, source))
+      } else {
+        reporter.info('there is no older signed snapshot to test')
+      }
+    }
+    for (const source of sources) {
+      if (!source.passed) {
+        failures.push(
+          `source ${source.name} (snapshot ${source.snapshot.slice(0, 8)}): ${source.detail}`,
+        )
+      }
+    }
+
+    const now = options.now ?? new Date()
+    const ages = sourceAges(config, indexes, now)
+    const { rto, rpo } = config.objectives
+    if (rto !== undefined && rtoSeconds * 1000 > rto) {
       failures.push(
-        `source ${source.name} (snapshot ${source.snapshot.slice(0, 8)}): ${source.detail}`,
+        `the restore took ${formatDuration(rtoSeconds)}, longer than ${formatDuration(rto / 1000)} (RTO, objectives.rto)`,
       )
     }
-  }
-
-  const now = options.now ?? new Date()
-  const ages = sourceAges(config, indexes, now)
-  const { rto, rpo } = config.objectives
-  if (rto !== undefined && rtoSeconds * 1000 > rto) {
-    failures.push(
-      `the restore took ${formatDuration(rtoSeconds)}, longer than ${formatDuration(rto / 1000)} (RTO, objectives.rto)`,
-    )
-  }
-  if (rpo !== undefined) failures.push(...rpoFailures(ages, rpo, 'RPO, objectives.rpo'))
-  // Nothing tested is no proof: an empty snapshot cannot pass.
-  if (sources.length === 0) failures.push(`snapshot ${chosen.id.slice(0, 8)} holds no source`)
-  const result: RestoreTestResult = {
-    snapshot: { id: chosen.id, time: chosen.time },
-    ...(older ? { older: { id: older.id, time: older.time } } : {}),
-    sources,
-    rtoSeconds,
-    rpoHours: stalestAgeHours(ages),
-    objectives: {
-      ...(rto !== undefined ? { rto: rto / 1000 } : {}),
-      ...(rpo !== undefined ? { rpo: rpo / 3_600_000 } : {}),
-    },
-    failures,
-    passed: failures.length === 0,
-  }
-  if (options.reportFile) {
-    await writeFile(resolve(options.reportFile), `${JSON.stringify(result, null, 2)}\n`)
-  }
-  return result
+    if (rpo !== undefined) failures.push(...rpoFailures(ages, rpo, 'RPO, objectives.rpo'))
+    // Nothing tested is no proof: an empty snapshot cannot pass.
+    if (sources.length === 0) failures.push(`snapshot ${chosen.id.slice(0, 8)} holds no source`)
+    const result: RestoreTestResult = {
+      snapshot: { id: chosen.id, time: chosen.time },
+      ...(older ? { older: { id: older.id, time: older.time } } : {}),
+      sources,
+      rtoSeconds,
+      rpoHours: stalestAgeHours(ages),
+      objectives: {
+        ...(rto !== undefined ? { rto: rto / 1000 } : {}),
+        ...(rpo !== undefined ? { rpo: rpo / 3_600_000 } : {}),
+      },
+      failures,
+      passed: failures.length === 0,
+    }
+    if (options.reportFile) {
+      await writeFile(resolve(options.reportFile), `${JSON.stringify(result, null, 2)}\n`)
+    }
+    return result
+  })
 }
 
 /** Every index with a valid signature; one that does not verify is a failure of its own. */

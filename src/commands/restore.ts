@@ -13,6 +13,7 @@ import { databaseScheme, parseDatabaseUrl } from '../sources/database/database-u
 import { driverForStored } from '../sources/drivers.js'
 import type { SourceContext, SourceDriver, SourceStream } from '../sources/source.js'
 import { openRepository, sourceContext } from './common.js'
+import { whileReading } from './locking.js'
 import { type SnapshotChoice, selectSnapshot } from './select-snapshot.js'
 
 export interface RestoreOptions extends SnapshotChoice {
@@ -47,74 +48,76 @@ export async function restore(
   const writer = await loadWriterPublicKey(config)
   const readerKeys = await loadReaderPrivateKeys(options.keyPaths ?? [], env)
   const repository = await openRepository(config, env)
-  const index = await selectSnapshot(repository, writer, options)
-  const wanted = options.sources?.length ? options.sources : index.sources.map((s) => s.name)
-  const missing = wanted.filter((name) => !index.sources.some((s) => s.name === name))
-  if (missing.length > 0) {
-    throw new ConfigError(
-      `snapshot ${index.id.slice(0, 8)} has no source ${missing.join(', ')}`,
-      `it holds: ${index.sources.map((s) => s.name).join(', ')}`,
-    )
-  }
-  const chosen = index.sources.filter((s) => wanted.includes(s.name))
-  const context = {
-    ...sourceContext(config, reporter, env),
-    restore: { readerKeys, writer },
-  }
-  const opener = new ChunkOpener(readerKeys)
-  // Per key group: its manifest (which carries the dedup key), verified before any data is read.
-  const manifests = new Map<string, SnapshotManifest>()
-  for (const group of new Set(chosen.map((s) => s.group))) {
-    manifests.set(group, await repository.readManifest(index, group, readerKeys, writer))
-  }
-  const open = (source: IndexSource) =>
-    openSource(repository, opener, index, source, manifests.get(source.group))
-
-  if (databaseScheme(options.target)) {
-    return restoreToServer(options, chosen, open, context, started, index)
-  }
-  const target = resolve(options.target)
-  await refuseNonEmpty(target, options.force ?? false)
-  await mkdir(dirname(target), { recursive: true })
-  const staged = temporaryDirectory(join(dirname(target), '.kluis-restore-'))
-  const staging = staged.path
-  try {
-    const restored: RestoreResult['sources'] = []
-    for (const source of chosen) {
-      const { driver, streams, facts } = open(source)
-      reporter.info(`restoring ${source.type} source '${source.name}'`)
-      const directory = join(staging, source.name)
-      await mkdir(directory)
-      const configured = config.sources.find(
-        (s) => s.name === source.name && s.type === source.type,
+  return whileReading(repository.storage, 'restore', reporter, async () => {
+    const index = await selectSnapshot(repository, writer, options)
+    const wanted = options.sources?.length ? options.sources : index.sources.map((s) => s.name)
+    const missing = wanted.filter((name) => !index.sources.some((s) => s.name === name))
+    if (missing.length > 0) {
+      throw new ConfigError(
+        `snapshot ${index.id.slice(0, 8)} has no source ${missing.join(', ')}`,
+        `it holds: ${index.sources.map((s) => s.name).join(', ')}`,
       )
-      const summary = await driver.restore(streams, directory, facts, {
-        ...context,
-        restore: { ...context.restore, ...(configured ? { source: configured } : {}) },
-      })
-      restored.push({
-        name: source.name,
-        type: source.type,
-        path: join(target, source.name),
-        size: sourceSize(source),
-        description: summary.description,
-      })
     }
-    await moveIntoPlace(
-      staging,
-      target,
-      restored.map((s) => s.name),
-    )
-    return {
-      snapshotId: index.id,
-      time: index.time,
-      target,
-      sources: restored,
-      durationSeconds: (performance.now() - started) / 1000,
+    const chosen = index.sources.filter((s) => wanted.includes(s.name))
+    const context = {
+      ...sourceContext(config, reporter, env),
+      restore: { readerKeys, writer },
     }
-  } finally {
-    await staged.remove()
-  }
+    const opener = new ChunkOpener(readerKeys)
+    // Per key group: its manifest (which carries the dedup key), verified before any data is read.
+    const manifests = new Map<string, SnapshotManifest>()
+    for (const group of new Set(chosen.map((s) => s.group))) {
+      manifests.set(group, await repository.readManifest(index, group, readerKeys, writer))
+    }
+    const open = (source: IndexSource) =>
+      openSource(repository, opener, index, source, manifests.get(source.group))
+
+    if (databaseScheme(options.target)) {
+      return restoreToServer(options, chosen, open, context, started, index)
+    }
+    const target = resolve(options.target)
+    await refuseNonEmpty(target, options.force ?? false)
+    await mkdir(dirname(target), { recursive: true })
+    const staged = temporaryDirectory(join(dirname(target), '.kluis-restore-'))
+    const staging = staged.path
+    try {
+      const restored: RestoreResult['sources'] = []
+      for (const source of chosen) {
+        const { driver, streams, facts } = open(source)
+        reporter.info(`restoring ${source.type} source '${source.name}'`)
+        const directory = join(staging, source.name)
+        await mkdir(directory)
+        const configured = config.sources.find(
+          (s) => s.name === source.name && s.type === source.type,
+        )
+        const summary = await driver.restore(streams, directory, facts, {
+          ...context,
+          restore: { ...context.restore, ...(configured ? { source: configured } : {}) },
+        })
+        restored.push({
+          name: source.name,
+          type: source.type,
+          path: join(target, source.name),
+          size: sourceSize(source),
+          description: summary.description,
+        })
+      }
+      await moveIntoPlace(
+        staging,
+        target,
+        restored.map((s) => s.name),
+      )
+      return {
+        snapshotId: index.id,
+        time: index.time,
+        target,
+        sources: restored,
+        durationSeconds: (performance.now() - started) / 1000,
+      }
+    } finally {
+      await staged.remove()
+    }
+  })
 }
 
 export type IndexSource = SnapshotIndex['sources'][number]
