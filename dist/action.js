@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-SRWJRAEA.js";
+} from "./chunks/chunk-NLM2ZNT5.js";
 import {
   debug,
   error,

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { existsSync } from 'node:fs'
+import { mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises'
+import { dirname, join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { check } from '../src/commands/check.js'
 import { whileReading } from '../src/commands/locking.js'
@@ -273,6 +274,38 @@ describe('prune, locks and monitoring', () => {
     expect(pruned.stdout + pruned.stderr).toContain('waiting for restore')
     expect(await snapshots()).toHaveLength(1)
   }, 60_000)
+
+  it('removes the temporary files that killed writes left, once they are an hour old', async () => {
+    project = await createProject({ config: withRetention('{ keep-last: 2 }') })
+    expect((await project.run(['init'])).code).toBe(0)
+    await backupAt('2026-11-20T06:00:00Z')
+    const repo = join(project.dir, 'backup-repo')
+    const [chunk] = (await readdir(join(repo, 'chunks'), { recursive: true })).filter((name) =>
+      /[0-9a-f]{64}$/.test(name),
+    )
+    const old = [
+      join(repo, 'chunks', `${chunk}.tmp-0123456789ab`),
+      join(repo, 'locks', 'deadbeef-1.json.tmp-ba9876543210'),
+    ]
+    const fresh = join(repo, 'chunks', `${chunk}.tmp-fedcba987654`)
+    const twoHoursAgo = new Date(Date.now() - 2 * 60 * 60 * 1000)
+    for (const file of [...old, fresh]) {
+      await mkdir(dirname(file), { recursive: true })
+      await writeFile(file, randomBytes(1000))
+    }
+    for (const file of old) await utimes(file, twoHoursAgo, twoHoursAgo)
+
+    const pruned = await project.run(['prune'])
+
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(pruned.stdout + pruned.stderr).toContain(
+      'removed 2 temporary file(s) that interrupted writes left (1.95 KiB)',
+    )
+    for (const file of old) expect(existsSync(file), file).toBe(false)
+    expect(existsSync(fresh)).toBe(true)
+    const checked = await project.run(['check', '--read-data', '--key', 'keys/reader.key'])
+    expect(checked.code, checked.stdout + checked.stderr).toBe(0)
+  })
 
   it('a backup killed with SIGKILL leaves a lock that expires; unlock --stale-only removes it', async () => {
     project = await createProject({ config: withRetention('{ keep-last: 2 }') })

@@ -1,12 +1,16 @@
 import { type KluisConfig, retentionFor } from '../config/config.js'
 import { loadWriterPublicKey } from '../config/key-material.js'
 import { ConfigError, errorMessage, IntegrityError } from '../core/errors.js'
+import { formatBytes } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import { RepositoryLock } from '../repository/locks.js'
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../retention/policy.js'
 import { openRepository } from './common.js'
 import { LOCK_WAIT_MS, lockReports } from './locking.js'
+
+/** A temporary file in the repository this old belongs to a write that will never finish. */
+const ABANDONED_AFTER_MS = 60 * 60 * 1000
 
 export interface PruneOptions {
   /** Only decide and report; change nothing. */
@@ -121,6 +125,17 @@ export async function prune(
       await repository.storage.delete(objectNames.chunk(id))
       result.removedChunks++
       result.freedBytes += size
+    }
+    // Leftovers of writes killed mid-way. Backups hold shared locks and are excluded now, so an
+    // hour's age only spares a lock-free `kluis init` that happens to be writing.
+    const swept = await repository.storage.sweepAbandonedWrites?.(
+      new Date(Date.now() - ABANDONED_AFTER_MS),
+    )
+    if (swept?.files) {
+      reporter.info(
+        `removed ${swept.files} temporary file(s) that interrupted writes left (${formatBytes(swept.bytes)})`,
+      )
+      result.freedBytes += swept.bytes
     }
     return result
   } catch (error) {

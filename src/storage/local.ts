@@ -10,6 +10,9 @@ import {
   type StoredObject,
 } from './storage.js'
 
+/** What putIfAbsent writes before linking the object into place. */
+const TEMPORARY_FILE = /\.tmp-[0-9a-f]{12}$/
+
 /** Enough parallel writes to keep two cores busy compressing and encrypting. */
 const LOCAL_CONCURRENCY = 4
 
@@ -120,6 +123,32 @@ export class LocalStorage implements StorageBackend {
         if (info) yield { name, size: info.size }
       }
     }
+  }
+
+  /** Temporary files of writes whose process died before linking or removing them. */
+  async sweepAbandonedWrites(before: Date): Promise<{ files: number; bytes: number }> {
+    const swept = { files: 0, bytes: 0 }
+    const visit = async (relative: string): Promise<void> => {
+      let entries: import('node:fs').Dirent[]
+      try {
+        entries = await readdir(this.path(relative), { withFileTypes: true })
+      } catch (error) {
+        if (isCode(error, 'ENOENT')) return
+        throw this.failure('list', relative || '.', error)
+      }
+      for (const entry of entries) {
+        const name = relative ? `${relative}/${entry.name}` : entry.name
+        if (entry.isDirectory()) await visit(name)
+        if (!entry.isFile() || !TEMPORARY_FILE.test(entry.name)) continue
+        const info = await stat(this.path(name)).catch(() => undefined)
+        if (!info || info.mtime >= before) continue
+        await this.delete(name)
+        swept.files++
+        swept.bytes += info.size
+      }
+    }
+    await visit('')
+    return swept
   }
 
   async delete(name: string): Promise<void> {

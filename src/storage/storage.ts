@@ -39,6 +39,13 @@ export interface StorageBackend {
 
   /** How many objects to upload at once (storage.concurrency, or the backend's default). */
   readonly concurrency: number
+
+  /**
+   * Removes what writes interrupted before `before` left behind, where the backend keeps such
+   * leftovers: the local backend's temporary files. (An S3 upload in parts is aborted by the
+   * process or the action's post step; Azure discards uncommitted blocks itself.)
+   */
+  sweepAbandonedWrites?(before: Date): Promise<{ files: number; bytes: number }>
 }
 
 /**
