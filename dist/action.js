@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-NLM2ZNT5.js";
+} from "./chunks/chunk-GYHWDTIH.js";
 import {
   debug,
   error,
@@ -28,7 +28,7 @@ import {
   setSecret,
   summary,
   warning
-} from "./chunks/chunk-2BMDG2I6.js";
+} from "./chunks/chunk-YIOEKJAB.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";

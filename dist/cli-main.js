@@ -20,7 +20,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-NLM2ZNT5.js";
+} from "./chunks/chunk-GYHWDTIH.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";

@@ -4,7 +4,7 @@ import {
   debug,
   info,
   warning
-} from "./chunks/chunk-2BMDG2I6.js";
+} from "./chunks/chunk-YIOEKJAB.js";
 import "./chunks/chunk-S3HBHCNM.js";
 import {
   errorMessage

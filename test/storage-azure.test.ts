@@ -408,6 +408,30 @@ describe('Azure faults, against an in-process fake of just the Blob PUT', () => 
     expect(Math.round((until - Date.now()) / 86_400_000)).toBe(400)
   })
 
+  it("extends a blob's immutability policy in the configured mode; a 403 names the operation", async () => {
+    const storage = fake({ objectLock: { mode: 'GOVERNANCE', days: 400 } })
+    expect(storage.objectLockDays).toBe(400)
+    const until = new Date('2028-01-02T03:04:05Z')
+    respond = (_request, response) => {
+      response.writeHead(200, { 'x-ms-immutability-policy-until-date': until.toUTCString() })
+      response.end()
+    }
+    await storage.extendObjectLock('chunks/ab/ab12', until)
+    expect(puts()).toHaveLength(1)
+    expect(puts()[0]?.url).toMatch(
+      /^\/fakeaccount\/fake\/app\/chunks\/ab\/ab12\?comp=immutabilityPolicies/,
+    )
+    const headers = puts()[0]?.headers ?? {}
+    expect(headers['x-ms-immutability-policy-mode']?.toString().toLowerCase()).toBe('unlocked')
+    expect(Date.parse(String(headers['x-ms-immutability-policy-until-date']))).toBe(until.getTime())
+
+    respond = (_request, response) => error(response, 403, 'AuthorizationPermissionMismatch')
+    const failed = await storage.extendObjectLock('chunks/ab/ab12', until).catch((e: unknown) => e)
+    expect(failed).toBeInstanceOf(StorageError)
+    expect(shown(failed)).toContain('extend the immutability policy of chunks/ab/ab12')
+    expect(shown(failed)).toContain('403 AuthorizationPermissionMismatch')
+  })
+
   it('sends no tier and no retention when they are not configured', async () => {
     const storage = fake()
     respond = (_request, response) => created(response)

@@ -339,6 +339,28 @@ describe('s3 storage against a fake S3', () => {
     expect(puts().map((p) => p.headers['if-none-match'] ?? 'none')).toEqual(['*', 'none', 'none'])
   })
 
+  it('extends the retention of an object in the configured mode; a 403 names s3:PutObjectRetention', async () => {
+    fake.seen = []
+    fake.handle = (_request, response) => reply(response, 200)
+    const storage = open({ objectLock: { mode: 'COMPLIANCE', days: 400 } })
+    expect(storage.objectLockDays).toBe(400)
+    const until = new Date('2028-01-02T03:04:05Z')
+    await storage.extendObjectLock('chunks/ab/ab12', until)
+    expect(fake.seen.map((s) => `${s.method} ${s.path}`)).toEqual([
+      expect.stringMatching(/^PUT \/bucket\/repo\/chunks\/ab\/ab12\?retention/),
+    ])
+    const body = fake.seen[0]?.body.toString() ?? ''
+    expect(body).toContain('<Mode>COMPLIANCE</Mode>')
+    expect(body).toContain('<RetainUntilDate>2028-01-02T03:04:05')
+
+    fake.handle = (_request, response) => reply(response, 403, 'AccessDenied')
+    const failed = await storage.extendObjectLock('chunks/ab/ab12', until).catch((e: unknown) => e)
+    expect(failed).toBeInstanceOf(StorageError)
+    const { message, hint } = failed as StorageError
+    expect(message).toContain('extend the object lock of chunks/ab/ab12')
+    expect(`${message}\n${hint}`).toContain('s3:PutObjectRetention')
+  })
+
   it('retries 503s and then succeeds', async () => {
     fake.seen = []
     let failures = 0

@@ -13,6 +13,7 @@ import { fingerprintOf, type PublicKey } from '../crypto/keys.js'
 import { decodeChunk } from '../repository/chunk-codec.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import type { Repository } from '../repository/repository.js'
+import { objectLockRenewalWarning } from '../retention/object-lock-renewal.js'
 import { openRepository } from './common.js'
 import { whileReading } from './locking.js'
 import { rpoFailures, sourceAges, stalestAgeHours } from './objectives.js'
@@ -152,6 +153,8 @@ export async function check(
       ...(await repository.storage.posture(RETENTION_DAYS)).map((warning) => `storage: ${warning}`),
       ...(await keyAgeWarnings(config, now)),
     ]
+    const renewal = await objectLockRenewalWarning(repository, now)
+    if (renewal) warnings.push(`storage: ${renewal}`)
     for (const warning of warnings) reporter.warn(warning)
     const unreferencedChunks = [...stored.keys()].filter((id) => !referenced.has(id)).length
     if (unreferencedChunks > 0) {

@@ -5,6 +5,7 @@ import { formatBytes } from '../core/format.js'
 import type { Reporter } from '../core/reporter.js'
 import { objectNames, type SnapshotIndex } from '../repository/format.js'
 import { RepositoryLock } from '../repository/locks.js'
+import { renewObjectLocks } from '../retention/object-lock-renewal.js'
 import { applyRetention, isEmptyPolicy, type RetentionPolicy } from '../retention/policy.js'
 import { openRepository } from './common.js'
 import { LOCK_WAIT_MS, lockReports } from './locking.js'
@@ -137,6 +138,8 @@ export async function prune(
       )
       result.freedBytes += swept.bytes
     }
+    lock.assertHeld()
+    await renewObjectLocks(repository, options.now ?? new Date(), reporter)
     return result
   } catch (error) {
     if (error instanceof Error && !(error instanceof ConfigError) && lock) {

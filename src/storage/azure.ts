@@ -292,6 +292,23 @@ export class AzureStorage implements StorageBackend {
     }
   }
 
+  get objectLockDays(): number | undefined {
+    return this.settings.objectLock?.days
+  }
+
+  async extendObjectLock(name: string, until: Date): Promise<void> {
+    if (!this.settings.objectLock) return
+    const blob = this.container.getBlobClient(this.key(name))
+    try {
+      await blob.setImmutabilityPolicy({ ...this.retention(), expiriesOn: until })
+    } catch (error) {
+      throw this.failure(
+        { doing: `extend the immutability policy of ${name} in ${this.location}`, permission: 'i' },
+        error,
+      )
+    }
+  }
+
   private retention(): BlobImmutabilityPolicy {
     const lock = this.settings.objectLock
     if (!lock) return {}

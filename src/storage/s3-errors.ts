@@ -123,7 +123,7 @@ export class S3Operations {
     private readonly settings: StorageSettings,
   ) {}
 
-  object(verb: 'write' | 'read' | 'check' | 'delete', name: string): S3Operation {
+  object(verb: 'write' | 'read' | 'check' | 'delete' | 'lock', name: string): S3Operation {
     const resource = `arn:aws:s3:::${this.bucket}/${this.prefix}*`
     const kms = this.settings.serverSideEncryption?.startsWith('aws:kms')
     switch (verb) {
@@ -150,6 +150,12 @@ export class S3Operations {
           permission: 's3:GetObject',
           resource,
           note: `a missing object answers 403 rather than 404 without s3:ListBucket on arn:aws:s3:::${this.bucket}`,
+        }
+      case 'lock':
+        return {
+          doing: `extend the object lock of ${name} in ${this.location}`,
+          permission: 's3:PutObjectRetention',
+          resource,
         }
       case 'delete':
         return {

@@ -12,6 +12,7 @@ import {
   type ListObjectsV2CommandOutput,
   PutObjectCommand,
   type PutObjectCommandInput,
+  PutObjectRetentionCommand,
   type S3Client,
   type StorageClass,
 } from '@aws-sdk/client-s3'
@@ -375,6 +376,26 @@ export class S3Storage implements StorageBackend {
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (token)
+  }
+
+  get objectLockDays(): number | undefined {
+    return this.settings.objectLock?.days
+  }
+
+  async extendObjectLock(name: string, until: Date): Promise<void> {
+    const lock = this.settings.objectLock
+    if (!lock) return
+    try {
+      await this.client.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.bucket,
+          Key: this.key(name),
+          Retention: { Mode: lock.mode, RetainUntilDate: until },
+        }),
+      )
+    } catch (error) {
+      throw this.failure(this.operations.object('lock', name), error)
+    }
   }
 
   async delete(name: string): Promise<void> {

@@ -46,6 +46,15 @@ export interface StorageBackend {
    * process or the action's post step; Azure discards uncommitted blocks itself.)
    */
   sweepAbandonedWrites?(before: Date): Promise<{ files: number; bytes: number }>
+
+  /** storage.object-lock's period in days, where objects are written with one. */
+  readonly objectLockDays?: number
+
+  /**
+   * Extends the object lock of `name` (S3 retention, an Azure immutability policy) to `until`,
+   * in the configured mode. Present where storage.object-lock is set.
+   */
+  extendObjectLock?(name: string, until: Date): Promise<void>
 }
 
 /**
