@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-GYHWDTIH.js";
+} from "./chunks/chunk-N2T3NQTD.js";
 import {
   debug,
   error,
@@ -28,11 +28,11 @@ import {
   setSecret,
   summary,
   warning
-} from "./chunks/chunk-YIOEKJAB.js";
+} from "./chunks/chunk-N25JJIJZ.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";
-import "./chunks/chunk-S3HBHCNM.js";
+import "./chunks/chunk-YGZCLC4M.js";
 import "./chunks/chunk-2RNEQBIT.js";
 import "./chunks/chunk-DJGOHILF.js";
 import {

@@ -20,7 +20,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-GYHWDTIH.js";
+} from "./chunks/chunk-N2T3NQTD.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";

@@ -4,8 +4,8 @@ import {
   debug,
   info,
   warning
-} from "./chunks/chunk-YIOEKJAB.js";
-import "./chunks/chunk-S3HBHCNM.js";
+} from "./chunks/chunk-N25JJIJZ.js";
+import "./chunks/chunk-YGZCLC4M.js";
 import {
   errorMessage
 } from "./chunks/chunk-ZX3CBUM6.js";

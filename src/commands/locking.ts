@@ -58,10 +58,10 @@ export async function whileReading<T>(
   } catch (error) {
     // A prune that held the repository for the whole wait is a failure, not a warning.
     if (error instanceof RefusedError) throw error
-    const cause = describeSystemError(error)?.message ?? errorMessage(error)
-    if (!(error instanceof StorageError) && !describeSystemError(error)) throw error
+    const system = describeSystemError(error)
+    if (!(error instanceof StorageError) && !system) throw error
     reporter.warn(
-      `${command} runs without a repository lock, which it could not write (${cause}): a prune started meanwhile could remove data it reads`,
+      `${command} runs without a repository lock, which it could not write (${system?.message ?? errorMessage(error)}): a prune started meanwhile could remove data it reads`,
     )
   }
   const held = lock

@@ -5,8 +5,10 @@ import type { Repository } from '../repository/repository.js'
 const DAY_MS = 24 * 60 * 60 * 1000
 /** One object per finished renewal round, named by its time. */
 const RENEWALS = 'object-lock/renewed-'
-/** Objects that come and go by design: their lock must not be extended. */
-const TRANSIENT = ['locks/', 'probes/', 'object-lock/']
+/** Objects that come and go (locks, probes) and the renewal records: none needs a renewal. */
+const NOT_RENEWED = ['locks/', 'probes/', 'object-lock/']
+/** A round stops after this many refusals: with a missing permission, every object fails. */
+const MAX_FAILURES = 10
 
 /**
  * Object lock keeps an object for storage.object-lock days from its write. Chunks are
@@ -31,12 +33,12 @@ export async function renewObjectLocks(
   const until = new Date(now.getTime() + days * DAY_MS)
   const names: string[] = []
   for await (const object of storage.list('')) {
-    if (!TRANSIENT.some((prefix) => object.name.startsWith(prefix))) names.push(object.name)
+    if (!NOT_RENEWED.some((prefix) => object.name.startsWith(prefix))) names.push(object.name)
   }
   const failures: Array<{ name: string; error: unknown }> = []
   let next = 0
   const worker = async () => {
-    while (next < names.length) {
+    while (next < names.length && failures.length < MAX_FAILURES) {
       const name = names[next++] as string
       await storage.extendObjectLock?.(name, until).catch((error: unknown) => {
         failures.push({ name, error })
@@ -47,7 +49,7 @@ export async function renewObjectLocks(
   if (failures.length > 0) {
     const [first] = failures
     reporter.warn(
-      `could not extend the object lock of ${failures.length} of ${names.length} object(s), first ${first?.name}: ${errorMessage(first?.error)}; ` +
+      `could not extend the object lock of ${failures.length < MAX_FAILURES ? '' : 'at least '}${failures.length} of ${names.length} object(s), first ${first?.name}: ${errorMessage(first?.error)}; ` +
         `objects written before ${last.toISOString().slice(0, 10)} may lose their lock. The next prune tries again (the credentials need s3:PutObjectRetention, or the SAS the i permission)`,
     )
     return undefined

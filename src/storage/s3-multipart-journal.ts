@@ -54,6 +54,7 @@ export function unfinishedUploads(path: string): MultipartUpload[] {
     } catch {
       continue // an empty line, or the last one torn by a kill
     }
+    if (typeof entry !== 'object' || entry === null) continue
     if ('started' in entry && entry.started) open.set(entry.started.uploadId, entry.started)
     if ('finished' in entry && typeof entry.finished === 'string') open.delete(entry.finished)
   }
