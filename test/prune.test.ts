@@ -259,12 +259,18 @@ describe('prune, locks and monitoring', () => {
 
     // A restore is reading: the prune that would remove its snapshot waits until it is done.
     let finishReading = () => {}
+    let nowReading = () => {}
+    const lockHeld = new Promise<void>((resolve) => {
+      nowReading = resolve
+    })
     const reading = whileReading(storage, 'restore', silentReporter, async () => {
+      nowReading()
       await new Promise<void>((resolve) => {
         finishReading = resolve
       })
       return (await snapshots()).length
     })
+    await lockHeld
     const pruning = project.run(['prune'])
     expect(await afterASecond(pruning)).toBe('waiting')
     finishReading()
