@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-N2T3NQTD.js";
+} from "./chunks/chunk-VQUEYYSN.js";
 import {
   debug,
   error,

@@ -20,7 +20,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-N2T3NQTD.js";
+} from "./chunks/chunk-VQUEYYSN.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";
@@ -162,7 +162,8 @@ Commands:
   check [--read-data | --read-data-subset 10%] [--key FILE] [--max-age 24h] [--json]
                                               verify the repository, the storage's posture, key
                                               ages, and that every source has a recent snapshot
-  prune [--dry-run] [--json]                  remove what the retention policy does not keep
+  prune [--dry-run] [--renew-locks] [--json]  remove what the retention policy does not keep
+                                              (--renew-locks: extend every object lock now)
   unlock [--stale-only]                       remove locks (by default all: make sure no kluis
                                               runs on the repository)
 
@@ -195,6 +196,7 @@ var options = {
   "read-data-subset": { type: "string" },
   "max-age": { type: "string" },
   "stale-only": { type: "boolean", default: false },
+  "renew-locks": { type: "boolean", default: false },
   "also-random-older": { type: "boolean", default: false },
   report: { type: "string" }
 };
@@ -376,7 +378,12 @@ ${snapshots.length} snapshot(s)`
       return;
     }
     case "prune": {
-      const result = await prune(config, { dryRun: values["dry-run"] }, reporter, env);
+      const result = await prune(
+        config,
+        { dryRun: values["dry-run"], renewLocks: values["renew-locks"] },
+        reporter,
+        env
+      );
       return print(result, () => {
         const rows = result.decisions.map((d) => [
           d.id.slice(0, 8),

@@ -5,7 +5,7 @@ import { RepositoryLock } from '../src/repository/locks.js'
 import { Repository } from '../src/repository/repository.js'
 import { objectLockRenewalWarning, renewObjectLocks } from '../src/retention/object-lock-renewal.js'
 import { LocalStorage } from '../src/storage/local.js'
-import { createProject, type Project } from './support/project.js'
+import { createProject, exampleConfig, type Project } from './support/project.js'
 
 /**
  * A local repository that behaves, for locks, like a bucket with storage.object-lock: it records
@@ -89,16 +89,27 @@ describe('object lock renewal', () => {
     expect(await objectLockRenewalWarning(repository, at(402))).toBeDefined()
     storage.failOn = undefined
     expect((await renewObjectLocks(repository, at(403), reporter))?.until).toEqual(at(803))
+
+    // prune --renew-locks: a round now, though the last one is a day old.
+    storage.extended.clear()
+    const forced = await renewObjectLocks(repository, at(404), reporter, { force: true })
+    expect(forced?.until).toEqual(at(804))
+    expect(storage.extended.size).toBe(lasting.length)
     await lock.release()
   })
 
   it('does nothing where objects are written without a lock', async () => {
-    project = await createProject()
+    project = await createProject({
+      config: exampleConfig.replace('sources:', 'retention: { keep-last: 3 }\nsources:'),
+    })
     expect((await project.run(['init'])).code).toBe(0)
     const storage = new LocalStorage(join(project.dir, 'backup-repo'))
     const repository = await Repository.open(storage)
     const later = new Date(Date.now() + 1000 * DAY)
     expect(await renewObjectLocks(repository, later, new MemoryReporter())).toBeUndefined()
     expect(await objectLockRenewalWarning(repository, later)).toBeUndefined()
+    const pruned = await project.run(['prune', '--renew-locks'])
+    expect(pruned.code, pruned.stderr).toBe(0)
+    expect(pruned.stderr).toContain('no object lock to renew: storage.object-lock is not set')
   })
 })

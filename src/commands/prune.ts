@@ -16,6 +16,11 @@ const ABANDONED_AFTER_MS = 60 * 60 * 1000
 export interface PruneOptions {
   /** Only decide and report; change nothing. */
   dryRun: boolean
+  /**
+   * Renew every object lock now rather than when half the period is over: after object lock
+   * was configured for a repository that already held objects written without one.
+   */
+  renewLocks?: boolean
   /** The clock for retention (tests); default now. */
   now?: Date
 }
@@ -139,7 +144,9 @@ export async function prune(
       result.freedBytes += swept.bytes
     }
     lock.assertHeld()
-    await renewObjectLocks(repository, options.now ?? new Date(), reporter)
+    await renewObjectLocks(repository, options.now ?? new Date(), reporter, {
+      force: options.renewLocks ?? false,
+    })
     return result
   } catch (error) {
     if (error instanceof Error && !(error instanceof ConfigError) && lock) {

@@ -17,18 +17,24 @@ const MAX_FAILURES = 10
  * passed since the last round (or since the repository was created), every object the
  * repository holds after pruning is locked for a full period from now, and the round is
  * recorded. Between rounds every object stays locked for at least half a period: those written
- * since the last round carry their own, later, lock.
+ * since the last round carry their own, later, lock. `force` runs a round now (object lock was
+ * configured for a repository that already held objects written without one).
  */
 export async function renewObjectLocks(
   repository: Repository,
   now: Date,
   reporter: Reporter,
+  options: { force: boolean } = { force: false },
 ): Promise<{ renewed: number; until: Date } | undefined> {
   const storage = repository.storage
   const days = storage.objectLockDays
-  if (!days || !storage.extendObjectLock) return undefined
+  if (!days || !storage.extendObjectLock) {
+    if (options.force) reporter.warn('no object lock to renew: storage.object-lock is not set')
+    return undefined
+  }
   const last = await lastRenewal(repository)
-  if (now.getTime() - last.getTime() < (days / 2) * DAY_MS) return undefined
+  const due = now.getTime() - last.getTime() >= (days / 2) * DAY_MS
+  if (!due && !options.force) return undefined
 
   const until = new Date(now.getTime() + days * DAY_MS)
   const names: string[] = []
