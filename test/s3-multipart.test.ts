@@ -16,10 +16,12 @@ import { type Fake, type Handler, reply, startFake } from './support/fake-s3.js'
 import { type FaultProxy, startFaultProxy } from './support/fault-proxy.js'
 import { createProject, exampleConfig, type Project } from './support/project.js'
 import {
+  restoreAwsVariables,
   type S3Server,
   s3rverAccessKey,
   s3rverSecretKey,
   startS3rver,
+  useAwsCredentials,
 } from './support/s3-server.js'
 
 /**
@@ -29,20 +31,8 @@ import {
  * from a journal the run kept: exactly those, never another job's.
  */
 
-const savedEnv = { ...process.env }
-function useCredentials(accessKey: string, secretKey: string): void {
-  process.env.AWS_ACCESS_KEY_ID = accessKey
-  process.env.AWS_SECRET_ACCESS_KEY = secretKey
-  delete process.env.AWS_SESSION_TOKEN
-  delete process.env.AWS_PROFILE
-}
-afterAll(() => {
-  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) {
-    if (savedEnv[name] === undefined) delete process.env[name]
-    else process.env[name] = savedEnv[name]
-  }
-  if (savedEnv.AWS_PROFILE !== undefined) process.env.AWS_PROFILE = savedEnv.AWS_PROFILE
-})
+const useCredentials = useAwsCredentials
+afterAll(restoreAwsVariables)
 
 const MiB = 1024 * 1024
 const uploadIdOf = (url: string | undefined) =>

@@ -10,10 +10,12 @@ import {
 } from './support/fault-proxy.js'
 import { createProject, exampleConfig, type Project } from './support/project.js'
 import {
+  restoreAwsVariables,
   type S3Server,
   s3rverAccessKey,
   s3rverSecretKey,
   startS3rver,
+  useAwsCredentials,
 } from './support/s3-server.js'
 
 /**
@@ -26,7 +28,6 @@ describe('backups through a flaky network (S3 behind a fault-injecting proxy)', 
   let server: S3Server
   let proxy: FaultProxy
   let project: Project
-  const saved = { id: process.env.AWS_ACCESS_KEY_ID, secret: process.env.AWS_SECRET_ACCESS_KEY }
 
   const sha256 = async (file: string) =>
     createHash('sha256')
@@ -40,9 +41,7 @@ describe('backups through a flaky network (S3 behind a fault-injecting proxy)', 
   }
 
   beforeAll(async () => {
-    // The SDK's default credential chain reads the process environment.
-    process.env.AWS_ACCESS_KEY_ID = s3rverAccessKey
-    process.env.AWS_SECRET_ACCESS_KEY = s3rverSecretKey
+    useAwsCredentials(s3rverAccessKey, s3rverSecretKey)
     server = await startS3rver()
     proxy = await startFaultProxy(server.endpoint)
     project = await createProject({
@@ -62,8 +61,7 @@ describe('backups through a flaky network (S3 behind a fault-injecting proxy)', 
     await proxy?.stop()
     await server?.stop()
     await project?.cleanup()
-    process.env.AWS_ACCESS_KEY_ID = saved.id
-    process.env.AWS_SECRET_ACCESS_KEY = saved.secret
+    restoreAwsVariables()
   })
 
   it('retries dropped connections, server errors, throttling and stalls; the backup is whole', async () => {

@@ -10,10 +10,12 @@ import { storageContract } from './storage-contract.js'
 import { type Fake, type Handler, reply, startFake } from './support/fake-s3.js'
 import { createProject, exampleConfig, type Project, sqlite } from './support/project.js'
 import {
+  restoreAwsVariables,
   type S3Server,
   s3rverAccessKey,
   s3rverSecretKey,
   startS3rver,
+  useAwsCredentials,
 } from './support/s3-server.js'
 
 /**
@@ -23,20 +25,8 @@ import {
  * The SDK's default credential chain reads process.env (not the env kluis is given), so the
  * tests set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY there and restore them afterwards.
  */
-const savedEnv = { ...process.env }
-function useCredentials(accessKey: string, secretKey: string): void {
-  process.env.AWS_ACCESS_KEY_ID = accessKey
-  process.env.AWS_SECRET_ACCESS_KEY = secretKey
-  delete process.env.AWS_SESSION_TOKEN
-  delete process.env.AWS_PROFILE
-}
-afterAll(() => {
-  for (const name of ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN']) {
-    if (savedEnv[name] === undefined) delete process.env[name]
-    else process.env[name] = savedEnv[name]
-  }
-  if (savedEnv.AWS_PROFILE !== undefined) process.env.AWS_PROFILE = savedEnv.AWS_PROFILE
-})
+const useCredentials = useAwsCredentials
+afterAll(restoreAwsVariables)
 
 /** A secret no message may contain. */
 const recognisableSecret = 'kluisTestSecret/DoNotPrint+8f3a1c9e27b4'

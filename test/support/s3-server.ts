@@ -124,3 +124,33 @@ process.on('exit', () => {
     }
   }
 })
+
+const AWS_VARIABLES = [
+  'AWS_ACCESS_KEY_ID',
+  'AWS_SECRET_ACCESS_KEY',
+  'AWS_SESSION_TOKEN',
+  'AWS_PROFILE',
+]
+
+/**
+ * The SDK's default credential chain reads process.env (not the env kluis is given), so tests
+ * set credentials there. The first call remembers the variables as they were, and
+ * restoreAwsVariables (for afterAll) puts them back.
+ */
+let savedAwsVariables: Record<string, string | undefined> | undefined
+export function useAwsCredentials(accessKey: string, secretKey: string): void {
+  savedAwsVariables ??= Object.fromEntries(AWS_VARIABLES.map((name) => [name, process.env[name]]))
+  process.env.AWS_ACCESS_KEY_ID = accessKey
+  process.env.AWS_SECRET_ACCESS_KEY = secretKey
+  delete process.env.AWS_SESSION_TOKEN
+  delete process.env.AWS_PROFILE
+}
+
+export function restoreAwsVariables(): void {
+  if (!savedAwsVariables) return
+  for (const [name, value] of Object.entries(savedAwsVariables)) {
+    if (value === undefined) delete process.env[name]
+    else process.env[name] = value
+  }
+  savedAwsVariables = undefined
+}
