@@ -14,7 +14,7 @@ import {
   prune,
   restore,
   restoreTest
-} from "./chunks/chunk-VQUEYYSN.js";
+} from "./chunks/chunk-BOFH3QLS.js";
 import {
   debug,
   error,

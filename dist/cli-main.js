@@ -20,7 +20,7 @@ import {
   restore,
   restoreTest,
   textTable
-} from "./chunks/chunk-VQUEYYSN.js";
+} from "./chunks/chunk-BOFH3QLS.js";
 import {
   exitCleanlyOnSignals
 } from "./chunks/chunk-2KNW7CCO.js";

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { constants } from 'node:fs'
+import { constants, type Dirent, type Stats } from 'node:fs'
 import { link, mkdir, open, readdir, readFile, rm, stat, unlink } from 'node:fs/promises'
 import { dirname, join, sep } from 'node:path'
 import { errorMessage, StorageError } from '../core/errors.js'
@@ -103,11 +103,17 @@ export class LocalStorage implements StorageBackend {
     // List the deepest directory named by the prefix, then filter by the rest of it.
     const slash = prefix.lastIndexOf('/')
     const base = slash >= 0 ? prefix.slice(0, slash) : ''
-    yield* this.walk(base, prefix)
+    for await (const { name, file, info } of this.walk(base, prefix)) {
+      if (!file.includes('.tmp-')) yield { name, size: info.size }
+    }
   }
 
-  private async *walk(relative: string, prefix: string): AsyncIterable<StoredObject> {
-    let entries: import('node:fs').Dirent[]
+  /** Every file below `relative` whose name starts with `prefix`, temporary files included. */
+  private async *walk(
+    relative: string,
+    prefix: string,
+  ): AsyncIterable<{ name: string; file: string; info: Stats }> {
+    let entries: Dirent[]
     try {
       entries = await readdir(this.path(relative), { withFileTypes: true })
     } catch (error) {
@@ -118,9 +124,10 @@ export class LocalStorage implements StorageBackend {
       const name = relative ? `${relative}/${entry.name}` : entry.name
       if (entry.isDirectory()) {
         if (prefix.startsWith(`${name}/`) || name.startsWith(prefix)) yield* this.walk(name, prefix)
-      } else if (entry.isFile() && name.startsWith(prefix) && !entry.name.includes('.tmp-')) {
+      } else if (entry.isFile() && name.startsWith(prefix)) {
+        // Gone since the listing (released, renamed): not there.
         const info = await stat(this.path(name)).catch(() => undefined)
-        if (info) yield { name, size: info.size }
+        if (info) yield { name, file: entry.name, info }
       }
     }
   }
@@ -128,26 +135,12 @@ export class LocalStorage implements StorageBackend {
   /** Temporary files of writes whose process died before linking or removing them. */
   async sweepAbandonedWrites(before: Date): Promise<{ files: number; bytes: number }> {
     const swept = { files: 0, bytes: 0 }
-    const visit = async (relative: string): Promise<void> => {
-      let entries: import('node:fs').Dirent[]
-      try {
-        entries = await readdir(this.path(relative), { withFileTypes: true })
-      } catch (error) {
-        if (isCode(error, 'ENOENT')) return
-        throw this.failure('list', relative || '.', error)
-      }
-      for (const entry of entries) {
-        const name = relative ? `${relative}/${entry.name}` : entry.name
-        if (entry.isDirectory()) await visit(name)
-        if (!entry.isFile() || !TEMPORARY_FILE.test(entry.name)) continue
-        const info = await stat(this.path(name)).catch(() => undefined)
-        if (!info || info.mtime >= before) continue
-        await this.delete(name)
-        swept.files++
-        swept.bytes += info.size
-      }
+    for await (const { name, file, info } of this.walk('', '')) {
+      if (!TEMPORARY_FILE.test(file) || info.mtime >= before) continue
+      await this.delete(name)
+      swept.files++
+      swept.bytes += info.size
     }
-    await visit('')
     return swept
   }
 
